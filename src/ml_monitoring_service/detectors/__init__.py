@@ -1,0 +1,1 @@
+"""Anomaly detectors with a common fit/score/save/load interface."""

@@ -1,0 +1,1 @@
+"""Inference summaries and plots written under output/<set>/."""

@@ -1,0 +1,1 @@
+"""Densification, normalisation and windowing into [T, S, F] tensors."""
