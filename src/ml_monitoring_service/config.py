@@ -1,0 +1,264 @@
+"""Typed configuration, loaded and validated once at start-up.
+
+Two sources, kept apart on purpose:
+
+* ``config/service_sets.yaml`` describes *what* to monitor (services, call graph, metrics, windows,
+  schedules). It is versioned with the deployment and may be reviewed by anyone.
+* The environment (and an optional ``.env`` file) says *where* the backends are and holds secrets.
+  Secrets are ``SecretStr`` so they never appear in logs, reprs or tracebacks.
+
+Every error names the file, the key path and the reason, and unknown keys are rejected by name so a
+typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pandas as pd
+import yaml
+from dotenv import dotenv_values
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ml_monitoring_service.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "service_sets.yaml"
+
+
+def _parse_duration(value: Any) -> pd.Timedelta:
+    """Accept '30s', '5min', '24h', '2d' or a number of seconds; reject zero and negatives."""
+    try:
+        delta = pd.Timedelta(value) if isinstance(value, str) else pd.Timedelta(seconds=value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a duration: {value!r} (use e.g. '30s', '5min', '24h')") from exc
+    if delta <= pd.Timedelta(0):
+        raise ValueError(f"duration must be positive, got {value!r}")
+    return delta
+
+
+Duration = Annotated[pd.Timedelta, BeforeValidator(_parse_duration)]
+
+
+class _Strict(BaseModel):
+    """Base for config sections: unknown keys are errors, values are immutable after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class PreprocessingConfig(_Strict):
+    """How raw observations become model windows."""
+
+    window_size: int = Field(32, ge=4, le=4096)
+    train_stride: int = Field(4, ge=1)
+    score_stride: int = Field(1, ge=1)
+    variants: tuple[str, ...] = ("event", "grid:30s")
+
+    @field_validator("variants")
+    @classmethod
+    def _variants_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from ml_monitoring_service.prepare.variants import Variant
+
+        for item in value:
+            Variant.parse(item)
+        return value
+
+
+class ModelConfig(_Strict):
+    """Network size and training schedule of the transformer autoencoder."""
+
+    d_model: int = Field(32, ge=8)
+    n_heads: int = Field(4, ge=1)
+    n_layers: int = Field(2, ge=1)
+    latent_dim: int = Field(8, ge=1)
+    temporal_pool: int = Field(4, ge=1)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    input_noise: float = Field(0.1, ge=0.0)
+    max_epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    validation_fraction: float = Field(0.2, gt=0.0, lt=0.9)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+        return self
+
+
+class DetectionConfig(_Strict):
+    """Turns scores into alerts."""
+
+    threshold_percentile: float = Field(99.0, gt=50.0, lt=100.0)
+
+
+class ScheduleConfig(_Strict):
+    """How often the daemon retrains and scores, and how much history each job reads."""
+
+    training_interval: Duration = pd.Timedelta("24h")
+    inference_interval: Duration = pd.Timedelta("5min")
+    training_lookback: Duration = pd.Timedelta("6h")
+    inference_lookback: Duration = pd.Timedelta("2h")
+
+
+class DemoSourceConfig(_Strict):
+    """The embedded generator: stands in for Splunk + Prometheus."""
+
+    seed: int = 7
+    incident_every: Duration = pd.Timedelta("40min")
+    event_rate_per_min: float = Field(6.0, gt=0)
+
+
+class FileSourceConfig(_Strict):
+    """Recorded data replayed from disk; paths are relative to the repository root."""
+
+    training_path: Path
+    inference_path: Path
+
+    @field_validator("training_path", "inference_path", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Path:
+        return Path(os.path.expandvars(str(value)))
+
+
+class ServiceSetConfig(_Strict):
+    """One named set of interacting services, monitored and modelled together."""
+
+    name: str = ""
+    source: Literal["demo", "file", "splunk+prometheus"]
+    services: tuple[str, ...] = Field(min_length=1)
+    relationships: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    metrics: dict[str, str] = Field(min_length=1)
+    log_query: str = ""
+    demo: DemoSourceConfig = DemoSourceConfig()
+    file: FileSourceConfig | None = None
+    preprocessing: PreprocessingConfig = PreprocessingConfig()
+    model: ModelConfig = ModelConfig()
+    detection: DetectionConfig = DetectionConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    @field_validator("services")
+    @classmethod
+    def _unique_services(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({s for s in value if value.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate services: {duplicates}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceSetConfig:
+        known = set(self.services)
+        for caller, callees in self.relationships.items():
+            unknown = sorted(({caller} | set(callees)) - known)
+            if unknown:
+                raise ValueError(
+                    f"relationships name services not in 'services': {unknown} "
+                    f"(services: {list(self.services)})"
+                )
+        if self.source == "file" and self.file is None:
+            raise ValueError("source 'file' needs a 'file' section with training_path and inference_path")
+        return self
+
+    @property
+    def edges(self) -> tuple[tuple[str, str], ...]:
+        """Call graph as (caller, callee) pairs."""
+        return tuple((c, d) for c, callees in self.relationships.items() for d in callees)
+
+
+class EnvironmentSettings(_Strict):
+    """Where things are and the secrets to reach them; from the environment or ``.env``."""
+
+    output_dir: Path = REPO_ROOT / "output"
+    mlflow_tracking_uri: str = f"sqlite:///{REPO_ROOT / 'mlruns' / 'mlflow.db'}"
+    splunk_url: str | None = None
+    splunk_token: SecretStr | None = None
+    splunk_username: str | None = None
+    splunk_password: SecretStr | None = None
+    prometheus_url: str | None = None
+    prometheus_token: SecretStr | None = None
+    shared_data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+
+
+    @classmethod
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None
+    ) -> EnvironmentSettings:
+        """Read ``OUTPUT_DIR``, ``MLFLOW_TRACKING_URI``, ``SPLUNK_*``, ``PROMETHEUS_*``.
+
+        Real environment variables win over ``.env`` so a deployment can override a checked-out file.
+        """
+        dotenv_file = dotenv_path if dotenv_path is not None else REPO_ROOT / ".env"
+        merged: dict[str, str] = {
+            k: v for k, v in dotenv_values(dotenv_file).items() if v is not None
+        } if dotenv_file.exists() else {}
+        merged.update(os.environ if environ is None else environ)
+        values = {
+            field: merged[field.upper()]
+            for field in cls.model_fields
+            if field.upper() in merged and merged[field.upper()] != ""
+        }
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid environment setting: {_describe(exc)}") from None
+
+
+class AppConfig(_Strict):
+    """Everything loaded from ``config/service_sets.yaml``."""
+
+    service_sets: dict[str, ServiceSetConfig] = Field(min_length=1)
+
+    def service_set(self, name: str) -> ServiceSetConfig:
+        """The named set, or an error listing the sets that exist."""
+        try:
+            return self.service_sets[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown service set {name!r}; configured sets: {sorted(self.service_sets)}"
+            ) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line per problem: dotted key path and pydantic's reason."""
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"])
+        lines.append(f"{path}: {error['msg']}")
+    return "; ".join(lines)
+
+
+def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AppConfig:
+    """Parse and validate the service-set file; every failure names the file and key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping with a 'service_sets' key")
+    sets = raw.get("service_sets")
+    if isinstance(sets, dict):
+        raw["service_sets"] = {
+            name: {**body, "name": name} if isinstance(body, dict) else body
+            for name, body in sets.items()
+        }
+    try:
+        return AppConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from None

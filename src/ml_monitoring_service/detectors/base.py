@@ -1,0 +1,297 @@
+"""The detector interface shared by the transformer autoencoder and every baseline.
+
+Public methods (``fit``, ``score``, ``save``, ``load``) validate inputs and own everything that
+must be identical across detectors for a fair comparison: robust scaling fitted on training data,
+the sliding windows, per-channel calibration of errors on validation data, the aggregation into
+window/service/metric scores and the persisted threshold. Subclasses implement only the maths:
+
+* ``_fit_windows(train, val)`` learns from scaled windows;
+* ``_channel_errors(windows)`` returns ``[N, S, F]`` non-negative errors (higher = more anomalous);
+* ``_save_state(dir)`` / ``_load_state(dir)`` persist what ``_fit_windows`` learned.
+
+Fitted attributes end in ``_`` (scikit-learn convention); the constructor only stores parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from ml_monitoring_service import __version__
+from ml_monitoring_service.detectors.threshold import percentile_threshold
+from ml_monitoring_service.errors import DataValidationError, ModelMismatchError, NotFittedError
+from ml_monitoring_service.prepare.densify import ServiceTensor
+from ml_monitoring_service.prepare.normalise import RobustScaler
+from ml_monitoring_service.prepare.time_features import cyclic_time_features
+from ml_monitoring_service.prepare.windows import Windows, make_windows
+
+MODEL_FORMAT_VERSION = 1
+_REGISTRY: dict[str, type[WindowDetector]] = {}
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores for consecutive windows; for every array, higher = more anomalous.
+
+    ``window_scores`` ``[N]``, ``service_scores`` ``[N, S]``, ``metric_scores`` ``[N, S, F]``.
+    Metric scores are errors divided by that channel's mean validation error, so 1 means
+    "as unusual as a typical validation window" and channels are comparable with each other.
+    """
+
+    window_scores: np.ndarray
+    service_scores: np.ndarray
+    metric_scores: np.ndarray
+    starts: pd.DatetimeIndex
+    ends: pd.DatetimeIndex
+    services: tuple[str, ...]
+    features: tuple[str, ...]
+    threshold: float
+
+    @property
+    def is_anomalous(self) -> np.ndarray:
+        """``[N]`` bool: window score above the persisted threshold."""
+        return self.window_scores > self.threshold
+
+
+class WindowDetector(ABC):
+    """Base class: see the module docstring for the split between public methods and hooks."""
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        *,
+        window_size: int = 32,
+        train_stride: int = 4,
+        score_stride: int = 1,
+        threshold_percentile: float = 99.0,
+    ) -> None:
+        self.window_size = window_size
+        self.train_stride = train_stride
+        self.score_stride = score_stride
+        self.threshold_percentile = threshold_percentile
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not inspect.isabstract(cls):
+            _REGISTRY[cls.kind] = cls
+
+    # ----------------------------------------------------------------------------------- public
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters (including the base class's), as saved in ``config.json``."""
+        names = [
+            name
+            for klass in type(self).__mro__
+            if klass is not ABC and "__init__" in vars(klass)
+            for name in inspect.signature(klass.__init__).parameters
+            if name not in ("self", "args", "kwargs")
+        ]
+        return {name: getattr(self, name) for name in dict.fromkeys(names)}
+
+    def fit(self, train: ServiceTensor, val: ServiceTensor) -> Self:
+        """Learn normal behaviour from ``train``; calibrate scores and threshold on ``val``."""
+        _check_same_layout(train, val, "validation data")
+        self.services_ = train.services
+        self.features_ = train.features
+        self.scaler_ = RobustScaler().fit(train.values)
+        train_windows = self._windows(train, self.train_stride)
+        val_windows = self._windows(val, self.score_stride)
+        self._fit_windows(train_windows, val_windows)
+        val_errors = self._checked_errors(val_windows)
+        self.channel_scale_ = _channel_scale(val_errors)
+        val_window_scores = self._aggregate(val_errors)[0]
+        self.threshold_ = percentile_threshold(val_window_scores, self.threshold_percentile)
+        self.metadata_ = {
+            "training_start": str(train.timestamps[0]),
+            "training_end": str(train.timestamps[-1]),
+            "validation_start": str(val.timestamps[0]),
+            "validation_end": str(val.timestamps[-1]),
+            "training_windows": len(train_windows),
+            "validation_windows": len(val_windows),
+            "data_fingerprint": _fingerprint(train.values),
+        }
+        return self
+
+    def score(self, data: ServiceTensor) -> ScoreResult:
+        """Score every window of ``data`` (stride ``score_stride``, last window always included)."""
+        self._check_fitted()
+        self.check_compatible(data.services, data.features)
+        windows = self._windows(data, self.score_stride)
+        window_scores, service_scores, metric_scores = self._aggregate(self._checked_errors(windows))
+        return ScoreResult(
+            window_scores=window_scores,
+            service_scores=service_scores,
+            metric_scores=metric_scores,
+            starts=windows.starts,
+            ends=windows.ends,
+            services=self.services_,
+            features=self.features_,
+            threshold=self.threshold_,
+        )
+
+    def check_compatible(self, services: tuple[str, ...], features: tuple[str, ...]) -> None:
+        """Raise :class:`ModelMismatchError` unless the model was trained on exactly these."""
+        self._check_fitted()
+        if tuple(services) != self.services_ or tuple(features) != self.features_:
+            raise ModelMismatchError(
+                f"model was trained for services {list(self.services_)} and features "
+                f"{list(self.features_)}, but the data has services {list(services)} and features "
+                f"{list(features)}; retrain the model for this service set"
+            )
+
+    def save(self, directory: Path) -> None:
+        """Write a self-describing model directory (config, state, scaler, metadata)."""
+        self._check_fitted()
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json(directory / "config.json", {"kind": self.kind, "params": self.get_params()})
+        _write_json(directory / "normalisation.json", self.scaler_.to_dict())
+        _write_json(
+            directory / "metadata.json",
+            {
+                **self.metadata_,
+                "format_version": MODEL_FORMAT_VERSION,
+                "package_version": __version__,
+                "services": list(self.services_),
+                "features": list(self.features_),
+                "threshold": self.threshold_,
+                "threshold_percentile": self.threshold_percentile,
+                "channel_scale": self.channel_scale_.tolist(),
+            },
+        )
+        self._save_state(directory)
+
+    @classmethod
+    def load(cls, directory: Path) -> WindowDetector:
+        """Rebuild a detector saved by :meth:`save`; the class is read from ``config.json``."""
+        config = _read_json(directory / "config.json")
+        metadata = _read_json(directory / "metadata.json")
+        if metadata.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ModelMismatchError(
+                f"{directory}: model format {metadata.get('format_version')} is not supported "
+                f"(expected {MODEL_FORMAT_VERSION}); retrain"
+            )
+        try:
+            klass = _REGISTRY[config["kind"]]
+        except KeyError:
+            raise ModelMismatchError(
+                f"{directory}: unknown detector kind {config.get('kind')!r}; known: {sorted(_REGISTRY)}"
+            ) from None
+        detector = klass(**config["params"])
+        detector.services_ = tuple(metadata["services"])
+        detector.features_ = tuple(metadata["features"])
+        detector.threshold_ = float(metadata["threshold"])
+        detector.channel_scale_ = np.asarray(metadata["channel_scale"], dtype=np.float64)
+        detector.scaler_ = RobustScaler.from_dict(_read_json(directory / "normalisation.json"))
+        keys = ("format_version", "package_version", "services", "features", "threshold", "channel_scale")
+        detector.metadata_ = {k: v for k, v in metadata.items() if k not in keys}
+        detector._load_state(directory)
+        return detector
+
+    # ------------------------------------------------------------------------------------ hooks
+
+    @abstractmethod
+    def _fit_windows(self, train: Windows, val: Windows) -> None:
+        """Learn from scaled training windows; ``val`` is for early stopping only."""
+
+    @abstractmethod
+    def _channel_errors(self, windows: Windows) -> np.ndarray:
+        """``[N, S, F]`` non-negative reconstruction (or deviation) errors per window channel."""
+
+    def _save_state(self, directory: Path) -> None:
+        """Persist learned state beyond scaler/threshold; stateless detectors need nothing."""
+
+    def _load_state(self, directory: Path) -> None:
+        """Inverse of :meth:`_save_state`."""
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    def _windows(self, data: ServiceTensor, stride: int) -> Windows:
+        scaled = self.scaler_.transform(data.values)
+        context = cyclic_time_features(data.timestamps)
+        return make_windows(scaled, context, data.timestamps, self.window_size, stride)
+
+    def _checked_errors(self, windows: Windows) -> np.ndarray:
+        errors = self._channel_errors(windows)
+        expected = (len(windows), windows.values.shape[2], windows.values.shape[3])
+        if errors.shape != expected or not np.all(np.isfinite(errors)):
+            raise DataValidationError(
+                f"{self.kind}: channel errors have shape {errors.shape} (expected {expected}) "
+                "or contain non-finite values"
+            )
+        return errors
+
+    def _aggregate(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated metric scores → service scores (max over features) → window scores.
+
+        The window score is the mean of the ``k`` largest channel scores (``k`` ≈ 10 % of the
+        channels): a single broken metric still stands out, while one noisy channel alone does not.
+        """
+        metric_scores = errors / self.channel_scale_
+        flat = metric_scores.reshape(len(metric_scores), -1)
+        k = max(1, math.ceil(0.1 * flat.shape[1]))
+        window_scores = np.sort(flat, axis=1)[:, -k:].mean(axis=1)
+        return window_scores, metric_scores.max(axis=2), metric_scores
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted; call fit() or load() first")
+
+
+def detector_kinds() -> list[str]:
+    """Names of every registered detector kind."""
+    return sorted(_REGISTRY)
+
+
+def detector_class(kind: str) -> type[WindowDetector]:
+    """The class registered under ``kind``."""
+    try:
+        return _REGISTRY[kind]
+    except KeyError:
+        raise DataValidationError(f"unknown detector {kind!r}; known: {detector_kinds()}") from None
+
+
+def _channel_scale(errors: np.ndarray) -> np.ndarray:
+    """``[S, F]`` mean validation error per channel, floored so perfect channels stay finite.
+
+    The floor (a tenth of the median channel's scale) means a channel the model always
+    reconstructs exactly is judged in the units of a typical channel, not divided by ~0.
+    """
+    scale = errors.mean(axis=0)
+    floor = max(float(np.median(scale)) * 0.1, 1e-6)
+    return np.maximum(scale, floor)
+
+
+def _check_same_layout(reference: ServiceTensor, other: ServiceTensor, what: str) -> None:
+    if reference.services != other.services or reference.features != other.features:
+        raise DataValidationError(
+            f"{what} has services {list(other.services)} / features {list(other.features)}, "
+            f"training data has {list(reference.services)} / {list(reference.features)}"
+        )
+
+
+def _fingerprint(values: np.ndarray) -> str:
+    """Short content hash of the training tensor, to tell which data a model came from."""
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()[:16]
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelMismatchError(f"model directory is incomplete: {path} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise ModelMismatchError(f"model file {path} is corrupt: {exc}") from None

@@ -1,0 +1,181 @@
+"""The project's own detector: the cross-service transformer autoencoder, trained as a denoiser."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ml_monitoring_service.detectors.base import WindowDetector
+from ml_monitoring_service.detectors.device import resolve_device
+from ml_monitoring_service.detectors.network import ServiceTransformerAutoencoder
+from ml_monitoring_service.prepare.time_features import N_TIME_FEATURES
+from ml_monitoring_service.prepare.windows import Windows
+
+logger = logging.getLogger(__name__)
+_STATE_FILE = "state_dict.pt"
+
+
+class TransformerAutoencoderDetector(WindowDetector):
+    """Reconstruction error of :class:`ServiceTransformerAutoencoder` as the anomaly score.
+
+    Training minimises the mean squared error of reconstructing clean windows from noisy ones,
+    with early stopping on validation loss; the weights of the best epoch are restored.
+    ``epoch_losses_`` keeps ``(train, val)`` per epoch for tracking.
+    """
+
+    kind = "transformer_autoencoder"
+
+    def __init__(
+        self,
+        *,
+        window_size: int = 32,
+        train_stride: int = 4,
+        score_stride: int = 1,
+        threshold_percentile: float = 99.0,
+        d_model: int = 32,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        latent_dim: int = 8,
+        temporal_pool: int = 4,
+        dropout: float = 0.1,
+        input_noise: float = 0.1,
+        max_epochs: int = 30,
+        patience: int = 5,
+        batch_size: int = 64,
+        learning_rate: float = 1e-3,
+        device: str = "auto",
+        seed: int = 0,
+        show_progress: bool = True,
+    ) -> None:
+        super().__init__(
+            window_size=window_size,
+            train_stride=train_stride,
+            score_stride=score_stride,
+            threshold_percentile=threshold_percentile,
+        )
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.latent_dim = latent_dim
+        self.temporal_pool = temporal_pool
+        self.dropout = dropout
+        self.input_noise = input_noise
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.device = device
+        self.seed = seed
+        self.show_progress = show_progress
+
+    # --------------------------------------------------------------------------------- training
+
+    def _build_network(self, n_services: int, n_features: int) -> ServiceTransformerAutoencoder:
+        return ServiceTransformerAutoencoder(
+            n_services,
+            n_features,
+            N_TIME_FEATURES,
+            self.window_size,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            n_layers=self.n_layers,
+            latent_dim=self.latent_dim,
+            temporal_pool=self.temporal_pool,
+            dropout=self.dropout,
+        )
+
+    def _fit_windows(self, train: Windows, val: Windows) -> None:
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.device_ = resolve_device(self.device)
+        _, _, n_services, n_features = train.values.shape
+        self.network_ = self._build_network(n_services, n_features).to(self.device_)
+        optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.learning_rate)
+        train_x, train_c = _as_tensors(train)
+        best_loss, best_state, stale = float("inf"), None, 0
+        self.epoch_losses_: list[tuple[float, float]] = []
+        progress = tqdm(
+            range(self.max_epochs), desc="training", unit="epoch", disable=not self.show_progress
+        )
+        for _ in progress:
+            train_loss = self._train_epoch(train_x, train_c, optimiser, generator)
+            val_loss = float(self._reconstruction_errors(val).mean())
+            self.epoch_losses_.append((train_loss, val_loss))
+            progress.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
+            if val_loss < best_loss - 1e-6:
+                best_loss, best_state, stale = val_loss, copy.deepcopy(self.network_.state_dict()), 0
+            else:
+                stale += 1
+                if stale >= self.patience:
+                    logger.info("early stopping after %d epochs", len(self.epoch_losses_))
+                    break
+        if best_state is not None:
+            self.network_.load_state_dict(best_state)
+        self.best_epoch_ = int(np.argmin([v for _, v in self.epoch_losses_])) + 1
+
+    def _train_epoch(
+        self,
+        values: torch.Tensor,
+        context: torch.Tensor,
+        optimiser: torch.optim.Optimizer,
+        generator: torch.Generator,
+    ) -> float:
+        self.network_.train()
+        order = torch.randperm(len(values), generator=generator)
+        total, count = 0.0, 0
+        for batch in order.split(self.batch_size):
+            clean = values[batch].to(self.device_)
+            noisy = clean + self.input_noise * torch.randn(clean.shape, generator=generator).to(
+                self.device_
+            )
+            reconstruction = self.network_(noisy, context[batch].to(self.device_))
+            loss = torch.mean((reconstruction - clean) ** 2)
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network_.parameters(), 1.0)
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            count += len(batch)
+        return total / max(count, 1)
+
+    # ---------------------------------------------------------------------------------- scoring
+
+    @torch.no_grad()
+    def _reconstruction_errors(self, windows: Windows) -> np.ndarray:
+        """``[N, W, S, F]`` squared errors of the deterministic (eval-mode) reconstruction."""
+        self.network_.eval()
+        values, context = _as_tensors(windows)
+        chunks = []
+        for start in range(0, len(values), 4 * self.batch_size):
+            x = values[start : start + 4 * self.batch_size].to(self.device_)
+            c = context[start : start + 4 * self.batch_size].to(self.device_)
+            chunks.append(((self.network_(x, c) - x) ** 2).cpu().numpy())
+        return np.concatenate(chunks, axis=0)
+
+    def _channel_errors(self, windows: Windows) -> np.ndarray:
+        return self._reconstruction_errors(windows).mean(axis=1).astype(np.float64)
+
+    # ------------------------------------------------------------------------------ persistence
+
+    def _save_state(self, directory: Path) -> None:
+        torch.save(self.network_.state_dict(), directory / _STATE_FILE)
+
+    def _load_state(self, directory: Path) -> None:
+        self.device_ = resolve_device(self.device)
+        self.network_ = self._build_network(len(self.services_), len(self.features_))
+        state = torch.load(directory / _STATE_FILE, map_location=self.device_, weights_only=True)
+        self.network_.load_state_dict(state)
+        self.network_.to(self.device_)
+
+    def parameter_count(self) -> int:
+        """Trainable parameters of the fitted network."""
+        return sum(p.numel() for p in self.network_.parameters() if p.requires_grad)
+
+
+def _as_tensors(windows: Windows) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(windows.values), torch.from_numpy(windows.context)

@@ -1,0 +1,78 @@
+"""Score one service set with its current model for one variant and write the outputs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ml_monitoring_service.config import ServiceSetConfig
+from ml_monitoring_service.detectors.base import ScoreResult, WindowDetector
+from ml_monitoring_service.outputs.plots import plot_score_timeline, plot_service_graph
+from ml_monitoring_service.outputs.summary import build_summary, write_summary
+from ml_monitoring_service.pipeline.periods import anomalous_periods
+from ml_monitoring_service.prepare.densify import densify
+from ml_monitoring_service.prepare.variants import Variant
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceOutcome:
+    """Scores, the summary written to disk, and where the files are."""
+
+    variant: Variant
+    result: ScoreResult
+    summary: dict[str, Any]
+    files: tuple[Path, ...]
+
+
+def output_paths(output_dir: Path, set_name: str, variant: Variant) -> dict[str, Path]:
+    """The documented output file names for one set and variant."""
+    base = output_dir / set_name
+    return {
+        "summary": base / f"inference_summary_{variant.name}.json",
+        "graph": base / f"microservice_graph_with_results_{variant.name}.png",
+        "timeline": base / f"score_timeline_{variant.name}.png",
+    }
+
+
+def score_variant(
+    config: ServiceSetConfig,
+    frame: pd.DataFrame,
+    variant: Variant,
+    detector: WindowDetector,
+    model_version: str,
+    output_dir: Path,
+) -> InferenceOutcome:
+    """Densify ``frame`` like training did, score it, and write summary JSON and PNGs."""
+    tensor = densify(frame, config.services, list(config.metrics), variant)
+    result = detector.score(tensor)
+    periods = anomalous_periods(result)
+    summary = build_summary(
+        set_name=config.name,
+        variant_label=variant.label,
+        model_version=model_version,
+        result=result,
+        periods=periods,
+    )
+    paths = output_paths(output_dir, config.name, variant)
+    write_summary(summary, paths["summary"])
+    title = f"{config.name} · {variant.label} · model {model_version}"
+    plot_service_graph(result, config.edges, paths["graph"], title)
+    plot_score_timeline(result, periods, paths["timeline"], title)
+    logger.info(
+        "[%s/%s] %d windows scored, %d anomalous (%.1f%%) in %d periods",
+        config.name, variant.label, summary["windows_scored"], summary["anomalies"],
+        100 * summary["anomaly_rate"], len(periods),
+    )
+    for period in periods:
+        logger.warning(
+            "[%s/%s] ANOMALY %s → %s peak %.3g (threshold %.3g): %s/%s",
+            config.name, variant.label, period.start, period.end, period.peak_score,
+            result.threshold, period.top_service, period.top_metric,
+        )
+    return InferenceOutcome(variant, result, summary, tuple(paths.values()))

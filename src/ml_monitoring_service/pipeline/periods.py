@@ -1,0 +1,59 @@
+"""Group anomalous windows into periods an operator can act on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ml_monitoring_service.detectors.base import ScoreResult
+
+
+@dataclass(frozen=True)
+class AnomalousPeriod:
+    """A maximal run of consecutive anomalous windows, blamed on its peak window's top channel."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    peak_time: pd.Timestamp
+    peak_score: float
+    top_service: str
+    top_metric: str
+    windows: int
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form used in the inference summary."""
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "peak_time": self.peak_time.isoformat(),
+            "peak_score": round(self.peak_score, 6),
+            "top_service": self.top_service,
+            "top_metric": self.top_metric,
+            "windows": self.windows,
+        }
+
+
+def anomalous_periods(result: ScoreResult) -> list[AnomalousPeriod]:
+    """Runs of windows above threshold; each run starts at its first window's start time."""
+    flags = result.is_anomalous.astype(np.int8)
+    edges = np.diff(np.concatenate([[0], flags, [0]]))
+    run_starts, run_stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [_period(result, first, stop) for first, stop in zip(run_starts, run_stops, strict=True)]
+
+
+def _period(result: ScoreResult, first: int, stop: int) -> AnomalousPeriod:
+    peak = first + int(np.argmax(result.window_scores[first:stop]))
+    service_index, metric_index = np.unravel_index(
+        np.argmax(result.metric_scores[peak]), result.metric_scores[peak].shape
+    )
+    return AnomalousPeriod(
+        start=result.starts[first],
+        end=result.ends[stop - 1],
+        peak_time=result.ends[peak],
+        peak_score=float(result.window_scores[peak]),
+        top_service=result.services[service_index],
+        top_metric=result.features[metric_index],
+        windows=stop - first,
+    )

@@ -1,0 +1,117 @@
+"""Densify the long combined dataset into a ``[time, service, feature]`` tensor.
+
+Missing-value policy (the same for training and inference, so the model sees one convention):
+
+* metric values are forward-filled per service: a gauge keeps its last observed value until a new
+  sample arrives, which is what Prometheus itself assumes between scrapes;
+* ``severity_level`` is *not* forward-filled: no log event at a step means no warning or error at
+  that step, so it is filled with 0;
+* steps before a service's first observation stay ``NaN`` here; the normaliser maps them to the
+  training median (0 after scaling), so they neither inflate nor hide anomalies.
+
+Everything is vectorised through pandas group-by/unstack; there is no Python loop over rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.errors import DataValidationError
+from ml_monitoring_service.prepare.variants import Variant
+
+
+@dataclass(frozen=True)
+class ServiceTensor:
+    """Aligned observations of every service on one time axis.
+
+    ``values`` has shape ``[T, S, F]`` (float64, ``NaN`` before a service's first observation);
+    ``observed[t, s]`` says whether service ``s`` actually reported at step ``t`` (rather than
+    being carried forward). ``timestamps`` are UTC and strictly increasing.
+    """
+
+    values: np.ndarray
+    observed: np.ndarray
+    timestamps: pd.DatetimeIndex
+    services: tuple[str, ...]
+    features: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        expected = (len(self.timestamps), len(self.services), len(self.features))
+        if self.values.shape != expected:
+            raise DataValidationError(
+                f"tensor shape {self.values.shape} does not match "
+                f"(timestamps, services, features) = {expected}"
+            )
+
+    @property
+    def n_steps(self) -> int:
+        """Number of time steps T."""
+        return len(self.timestamps)
+
+    def slice(self, start: int, stop: int) -> ServiceTensor:
+        """Steps ``[start, stop)``: used for chronological train/validation splits."""
+        return ServiceTensor(
+            self.values[start:stop],
+            self.observed[start:stop],
+            self.timestamps[start:stop],
+            self.services,
+            self.features,
+        )
+
+
+def feature_names(metrics: Sequence[str]) -> tuple[str, ...]:
+    """Model features: the configured metrics plus the log severity."""
+    return (*metrics, SEVERITY)
+
+
+def densify(
+    frame: pd.DataFrame,
+    services: Sequence[str],
+    metrics: Sequence[str],
+    variant: Variant,
+) -> ServiceTensor:
+    """Turn a validated combined dataset into a :class:`ServiceTensor` using ``variant``."""
+    if frame.empty:
+        raise DataValidationError("cannot densify an empty dataset")
+    rows = frame[frame[SERVICE].isin(services)]
+    if rows.empty:
+        raise DataValidationError(
+            f"none of the configured services {list(services)} appear in the data "
+            f"(present: {sorted(frame[SERVICE].unique())[:20]})"
+        )
+    features = feature_names(metrics)
+    keys = rows[TIMESTAMP] if variant.freq is None else rows[TIMESTAMP].dt.floor(variant.freq)
+    grouped = rows.assign(**{TIMESTAMP: keys}).groupby([TIMESTAMP, SERVICE], sort=True)
+    per_step = grouped.agg({**{m: "last" for m in metrics}, SEVERITY: "max"})
+    wide = per_step.unstack(SERVICE)
+    timeline = _timeline(wide.index, variant)
+    wide = wide.reindex(timeline)
+    columns = pd.MultiIndex.from_product([features, services])
+    wide = wide.reindex(columns=columns)
+    observed = (
+        grouped.size().unstack(SERVICE).reindex(index=timeline, columns=list(services)).notna()
+    )
+    filled = wide.copy()
+    filled[list(metrics)] = wide[list(metrics)].ffill()
+    filled[SEVERITY] = wide[SEVERITY].fillna(0.0)
+    values = filled.to_numpy(dtype=np.float64).reshape(len(timeline), len(features), len(services))
+    return ServiceTensor(
+        values=values.transpose(0, 2, 1).copy(),
+        observed=observed.to_numpy(dtype=bool),
+        timestamps=pd.DatetimeIndex(timeline),
+        services=tuple(services),
+        features=features,
+    )
+
+
+def _timeline(observed_steps: pd.Index, variant: Variant) -> pd.DatetimeIndex:
+    """Observed timestamps for ``event``; every grid point between first and last for ``grid``."""
+    steps = pd.DatetimeIndex(observed_steps)
+    if variant.freq is None:
+        return steps
+    return pd.date_range(steps[0], steps[-1], freq=variant.freq, name=TIMESTAMP)

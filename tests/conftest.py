@@ -1,0 +1,50 @@
+"""Shared fixtures: small, seeded tensors so detector tests run in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_monitoring_service.prepare.densify import ServiceTensor
+
+SERVICES = ("api", "db", "cache")
+FEATURES = ("cpu", "latency", "severity_level")
+
+
+def seasonal_tensor(
+    n_steps: int, seed: int, start: str = "2024-01-01", freq: str = "30s"
+) -> ServiceTensor:
+    """Correlated periodic signals for three services: db latency drives api latency."""
+    rng = np.random.default_rng(seed)
+    timestamps = pd.date_range(start, periods=n_steps, freq=freq, tz="UTC")
+    phase = np.arange(n_steps) * 2 * np.pi / 64
+    load = 1.0 + 0.5 * np.sin(phase)
+    values = np.zeros((n_steps, len(SERVICES), len(FEATURES)))
+    values[:, 1, 0] = 20 * load + rng.normal(0, 0.5, n_steps)
+    values[:, 1, 1] = 5 * load + rng.normal(0, 0.2, n_steps)
+    values[:, 2, 0] = 10 + 3 * np.cos(phase) + rng.normal(0, 0.3, n_steps)
+    values[:, 2, 1] = 1 + 0.1 * np.cos(phase) + rng.normal(0, 0.02, n_steps)
+    values[:, 0, 0] = 30 * load + rng.normal(0, 0.8, n_steps)
+    values[:, 0, 1] = values[:, 1, 1] + values[:, 2, 1] + 2 + rng.normal(0, 0.2, n_steps)
+    return ServiceTensor(
+        values=values,
+        observed=np.ones((n_steps, len(SERVICES)), dtype=bool),
+        timestamps=timestamps,
+        services=SERVICES,
+        features=FEATURES,
+    )
+
+
+@pytest.fixture(scope="session")
+def train_val_test() -> tuple[ServiceTensor, ServiceTensor, ServiceTensor]:
+    """Contiguous train / validation / test stretches of one seeded signal."""
+    full = seasonal_tensor(1600, seed=3)
+    return full.slice(0, 1000), full.slice(1000, 1300), full.slice(1300, 1600)
+
+
+def with_spike(tensor: ServiceTensor, step: int, service: int, feature: int, size: float) -> ServiceTensor:
+    """Copy of ``tensor`` with ``size`` added at one step of one channel."""
+    values = tensor.values.copy()
+    values[step : step + 3, service, feature] += size
+    return ServiceTensor(values, tensor.observed, tensor.timestamps, tensor.services, tensor.features)

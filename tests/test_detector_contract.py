@@ -1,0 +1,97 @@
+"""One contract suite for every detector kind: shapes, validation, persistence, minimum quality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from conftest import with_spike
+from ml_monitoring_service.detectors import TransformerAutoencoderDetector, WindowDetector
+from ml_monitoring_service.errors import DataValidationError, ModelMismatchError, NotFittedError
+from ml_monitoring_service.prepare.densify import ServiceTensor
+
+
+def fast_transformer() -> WindowDetector:
+    return TransformerAutoencoderDetector(
+        window_size=16, train_stride=2, max_epochs=6, patience=3, d_model=16, n_heads=2,
+        n_layers=1, latent_dim=4, temporal_pool=4, show_progress=False, seed=1,
+    )
+
+
+DETECTOR_FACTORIES = {"transformer_autoencoder": fast_transformer}
+
+
+@pytest.fixture(scope="module", params=sorted(DETECTOR_FACTORIES))
+def fitted(request: pytest.FixtureRequest, train_val_test) -> WindowDetector:
+    train, val, _ = train_val_test
+    return DETECTOR_FACTORIES[request.param]().fit(train, val)
+
+
+def test_scores_have_documented_shapes(fitted: WindowDetector, train_val_test) -> None:
+    _, _, test = train_val_test
+    result = fitted.score(test)
+    n = test.n_steps - fitted.window_size + 1
+    assert result.window_scores.shape == (n,)
+    assert result.service_scores.shape == (n, 3)
+    assert result.metric_scores.shape == (n, 3, 3)
+    assert np.all(np.isfinite(result.window_scores))
+    assert result.ends[-1] == test.timestamps[-1]
+
+
+def test_threshold_is_persisted_percentile_of_validation(fitted: WindowDetector, train_val_test) -> None:
+    _, val, _ = train_val_test
+    scores = fitted.score(val).window_scores
+    assert fitted.threshold_ == pytest.approx(np.percentile(scores, fitted.threshold_percentile), rel=1e-5)
+    assert 0.0 < np.mean(scores > fitted.threshold_) <= 0.02
+
+
+def test_injected_spike_scores_high_and_is_attributed(fitted: WindowDetector, train_val_test) -> None:
+    _, _, test = train_val_test
+    broken = with_spike(test, step=150, service=1, feature=1, size=8.0)
+    result = fitted.score(broken)
+    labels = (result.starts <= broken.timestamps[152]) & (result.ends >= broken.timestamps[150])
+    assert roc_auc_score(labels, result.window_scores) > 0.9
+    peak = int(np.argmax(result.window_scores))
+    assert labels[peak]
+    assert int(np.argmax(result.service_scores[peak])) == 1
+    assert result.is_anomalous[labels].any()
+
+
+def test_save_load_gives_identical_scores(fitted: WindowDetector, train_val_test, tmp_path: Path) -> None:
+    _, _, test = train_val_test
+    fitted.save(tmp_path / "model")
+    loaded = WindowDetector.load(tmp_path / "model")
+    assert type(loaded) is type(fitted)
+    np.testing.assert_allclose(loaded.score(test).metric_scores, fitted.score(test).metric_scores, rtol=1e-5)
+    assert loaded.threshold_ == fitted.threshold_
+    assert loaded.metadata_["data_fingerprint"] == fitted.metadata_["data_fingerprint"]
+
+
+def test_mismatched_services_are_rejected(fitted: WindowDetector, train_val_test) -> None:
+    _, _, test = train_val_test
+    renamed = ServiceTensor(test.values, test.observed, test.timestamps, ("api", "db", "queue"), test.features)
+    with pytest.raises(ModelMismatchError, match="queue"):
+        fitted.score(renamed)
+
+
+@pytest.mark.parametrize("kind", sorted(DETECTOR_FACTORIES))
+def test_unfitted_detector_refuses_to_score(kind: str, train_val_test) -> None:
+    with pytest.raises(NotFittedError):
+        DETECTOR_FACTORIES[kind]().score(train_val_test[2])
+
+
+@pytest.mark.parametrize("kind", sorted(DETECTOR_FACTORIES))
+def test_too_short_data_is_a_clear_error(kind: str, train_val_test) -> None:
+    train, val, _ = train_val_test
+    with pytest.raises(DataValidationError, match="fewer than one window"):
+        DETECTOR_FACTORIES[kind]().fit(train, val.slice(0, 5))
+
+
+def test_corrupt_model_directory_is_a_clear_error(fitted: WindowDetector, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "model")
+    (tmp_path / "model" / "metadata.json").write_text("{not json")
+    with pytest.raises(ModelMismatchError, match="corrupt"):
+        WindowDetector.load(tmp_path / "model")
