@@ -91,22 +91,27 @@ def densify(
     wide = per_step.unstack(SERVICE)
     timeline = _timeline(wide.index, variant)
     wide = wide.reindex(timeline)
-    columns = pd.MultiIndex.from_product([features, services])
-    wide = wide.reindex(columns=columns)
     observed = (
         grouped.size().unstack(SERVICE).reindex(index=timeline, columns=list(services)).notna()
     )
-    filled = wide.copy()
-    filled[list(metrics)] = wide[list(metrics)].ffill()
-    filled[SEVERITY] = wide[SEVERITY].fillna(0.0)
-    values = filled.to_numpy(dtype=np.float64).reshape(len(timeline), len(features), len(services))
+    gauges = wide.reindex(columns=pd.MultiIndex.from_product([list(metrics), services])).ffill()
+    severity = wide.reindex(columns=pd.MultiIndex.from_product([[SEVERITY], services])).fillna(0.0)
+    values = np.concatenate(
+        [_as_steps_features_services(gauges, services), _as_steps_features_services(severity, services)],
+        axis=1,
+    )
     return ServiceTensor(
-        values=values.transpose(0, 2, 1).copy(),
+        values=np.ascontiguousarray(values.transpose(0, 2, 1)),
         observed=observed.to_numpy(dtype=bool),
         timestamps=pd.DatetimeIndex(timeline),
         services=tuple(services),
         features=features,
     )
+
+
+def _as_steps_features_services(wide: pd.DataFrame, services: Sequence[str]) -> np.ndarray:
+    """``[T, F*S]`` feature-major columns → ``[T, F, S]``."""
+    return wide.to_numpy(dtype=np.float64).reshape(len(wide), -1, len(services))
 
 
 def _timeline(observed_steps: pd.Index, variant: Variant) -> pd.DatetimeIndex:
