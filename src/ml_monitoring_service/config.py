@@ -193,6 +193,13 @@ class EnvironmentSettings(_Strict):
     prometheus_token: SecretStr | None = None
     shared_data_dir: Path = REPO_ROOT.parent / "shared" / "data"
 
+    @field_validator("splunk_url", "prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {value!r}")
+        return value
+
 
     @classmethod
     def from_environment(

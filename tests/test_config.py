@@ -1,0 +1,87 @@
+"""Configuration: the shipped file loads, bad files fail naming file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, EnvironmentSettings, load_config
+from ml_monitoring_service.errors import ConfigError
+
+MINIMAL = """
+service_sets:
+  shop:
+    source: demo
+    services: [a, b]
+    relationships: {a: [b]}
+    metrics: {cpu: 'rate(cpu{service="$service"}[1m])'}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sets.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(DEFAULT_CONFIG_PATH)
+    demo = config.service_set("demo")
+    assert demo.name == "demo"
+    assert ("checkout", "payment") in demo.edges
+    assert demo.schedule.inference_interval == pd.Timedelta("5min")
+
+
+def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
+    shop = load_config(write(tmp_path, MINIMAL)).service_set("shop")
+    assert shop.preprocessing.window_size == 32
+    assert shop.detection.threshold_percentile == 99.0
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("    source: demo", "    source: kafka"), "service_sets.shop.source"),
+        (("{a: [b]}", "{a: [c]}"), "not in 'services'"),
+        (("    source: demo", "    source: demo\n    windw_size: 3"), "windw_size"),
+        (("    source: demo", "    source: demo\n    schedule: {training_interval: soon}"), "not a duration"),
+        (("    source: demo", "    source: demo\n    preprocessing: {variants: [hourly]}"), "unknown variant"),
+        (("[a, b]", "[a, a]"), "duplicate services"),
+        (("    source: demo", "    source: file"), "needs a 'file' section"),
+    ],
+)
+def test_bad_config_names_file_key_and_reason(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    path = write(tmp_path, MINIMAL.replace(*edit))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_unreadable_files_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "service_sets: [unclosed"))
+
+
+def test_unknown_set_lists_known_sets(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"unknown service set 'nope'.*\['shop'\]"):
+        load_config(write(tmp_path, MINIMAL)).service_set("nope")
+
+
+def test_environment_overrides_dotenv_and_hides_secrets(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SPLUNK_TOKEN=from-dotenv-secret\nPROMETHEUS_URL=http://127.0.0.1:9090\n")
+    env = EnvironmentSettings.from_environment({"SPLUNK_TOKEN": "real-secret"}, dotenv_path=dotenv)
+    assert env.splunk_token is not None
+    assert env.splunk_token.get_secret_value() == "real-secret"
+    assert env.prometheus_url == "http://127.0.0.1:9090"
+    assert "real-secret" not in repr(env) and "real-secret" not in str(env.model_dump())
+
+
+def test_bad_environment_value_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prometheus_url: .*http://"):
+        EnvironmentSettings.from_environment({"PROMETHEUS_URL": "localhost:9090"}, dotenv_path=tmp_path / "none")
