@@ -43,17 +43,30 @@ def anomalous_periods(result: ScoreResult) -> list[AnomalousPeriod]:
     return [_period(result, first, stop) for first, stop in zip(run_starts, run_stops, strict=True)]
 
 
+def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, float]]:
+    """Services ordered by their peak score over the selected ``windows`` (bool ``[N]``), highest first.
+
+    The peak, not the sum, so a service that is briefly far off outranks one that is mildly off
+    throughout, which is how a root cause usually looks next to the services it drags along.
+    """
+    peaks = result.service_scores[windows].max(axis=0)
+    order = np.argsort(-peaks, kind="stable")
+    return [(result.services[i], float(peaks[i])) for i in order]
+
+
 def _period(result: ScoreResult, first: int, stop: int) -> AnomalousPeriod:
     peak = first + int(np.argmax(result.window_scores[first:stop]))
-    service_index, metric_index = np.unravel_index(
-        np.argmax(result.metric_scores[peak]), result.metric_scores[peak].shape
-    )
+    inside = np.zeros(len(result.window_scores), dtype=bool)
+    inside[first:stop] = True
+    top_service = rank_services(result, inside)[0][0]
+    service_index = result.services.index(top_service)
+    metric_index = int(np.argmax(result.metric_scores[first:stop, service_index].max(axis=0)))
     return AnomalousPeriod(
         start=result.starts[first],
         end=result.ends[stop - 1],
         peak_time=result.ends[peak],
         peak_score=float(result.window_scores[peak]),
-        top_service=result.services[service_index],
+        top_service=top_service,
         top_metric=result.features[metric_index],
         windows=stop - first,
     )
