@@ -10,9 +10,19 @@ from ml_monitoring_service.detectors.base import (
     detector_class,
     detector_kinds,
 )
+from ml_monitoring_service.detectors.baselines import (
+    IsolationForestDetector,
+    PCADetector,
+    RandomDetector,
+    RobustZScoreDetector,
+)
 from ml_monitoring_service.detectors.transformer import TransformerAutoencoderDetector
 
 __all__ = [
+    "IsolationForestDetector",
+    "PCADetector",
+    "RandomDetector",
+    "RobustZScoreDetector",
     "ScoreResult",
     "TransformerAutoencoderDetector",
     "WindowDetector",

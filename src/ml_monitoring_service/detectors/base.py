@@ -109,7 +109,7 @@ class WindowDetector(ABC):
         self._fit_windows(train_windows, val_windows)
         val_errors = self._checked_errors(val_windows)
         self.channel_scale_ = _channel_scale(val_errors)
-        val_window_scores = self._aggregate(val_errors)[0]
+        val_window_scores = self._aggregate(val_errors, val_windows)[0]
         self.threshold_ = percentile_threshold(val_window_scores, self.threshold_percentile)
         self.metadata_ = {
             "training_start": str(train.timestamps[0]),
@@ -127,7 +127,8 @@ class WindowDetector(ABC):
         self._check_fitted()
         self.check_compatible(data.services, data.features)
         windows = self._windows(data, self.score_stride)
-        window_scores, service_scores, metric_scores = self._aggregate(self._checked_errors(windows))
+        errors = self._checked_errors(windows)
+        window_scores, service_scores, metric_scores = self._aggregate(errors, windows)
         return ScoreResult(
             window_scores=window_scores,
             service_scores=service_scores,
@@ -230,17 +231,22 @@ class WindowDetector(ABC):
             )
         return errors
 
-    def _aggregate(self, errors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Calibrated metric scores → service scores (max over features) → window scores.
-
-        The window score is the mean of the ``k`` largest channel scores (``k`` ≈ 10 % of the
-        channels): a single broken metric still stands out, while one noisy channel alone does not.
-        """
+    def _aggregate(
+        self, errors: np.ndarray, windows: Windows
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated metric scores → service scores (max over features) → window scores."""
         metric_scores = errors / self.channel_scale_
+        return self._window_scores(metric_scores, windows), metric_scores.max(axis=2), metric_scores
+
+    def _window_scores(self, metric_scores: np.ndarray, windows: Windows) -> np.ndarray:
+        """``[N]`` window scores: the mean of the ``k`` largest metric scores (``k`` ≈ 10 %).
+
+        A single broken metric still stands out, while one noisy channel alone does not.
+        Detectors that score whole windows natively (Isolation Forest) override this.
+        """
         flat = metric_scores.reshape(len(metric_scores), -1)
         k = max(1, math.ceil(0.1 * flat.shape[1]))
-        window_scores = np.sort(flat, axis=1)[:, -k:].mean(axis=1)
-        return window_scores, metric_scores.max(axis=2), metric_scores
+        return np.sort(flat, axis=1)[:, -k:].mean(axis=1)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "threshold_"):
