@@ -66,8 +66,14 @@ def test_rounded_timestamp_fills_gaps_in_the_precise_one(tmp_path: Path) -> None
 
 def test_epoch_nanosecond_precise_column(tmp_path: Path) -> None:
     records = [
-        {"timestamp": "2024-11-30T14:40:00.125", "service": "api", "cpu": 0.5, "memory": 1.0,
-         "latency": 0.5, "timestamp_nanoseconds": 1732977600124926000},
+        {
+            "timestamp": "2024-11-30T14:40:00.125",
+            "service": "api",
+            "cpu": 0.5,
+            "memory": 1.0,
+            "latency": 0.5,
+            "timestamp_nanoseconds": 1732977600124926000,
+        },
     ]
     path = tmp_path / "mlflow_style.json"
     path.write_text(json.dumps(records))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ SERVICE = "service"
 SEVERITY = "severity_level"
 
 _RESERVED = (TIMESTAMP, SERVICE, SEVERITY)
-_UTC_DTYPE = "datetime64[ns, UTC]"
+_UTC_DTYPE: Final = "datetime64[ns, UTC]"
 
 # Text that means "no value" rather than "bad value": exporters write these for gaps.
 _MISSING_TOKENS = frozenset({"", "nan", "null", "none", "na", "n/a"})
@@ -44,7 +45,8 @@ _SEVERITY_NAMES = {
 
 # Upper bounds (exclusive) of |epoch| for each unit. Real timestamps between 1973 and 5138 fall in
 # exactly one band, so the unit can be inferred instead of configured per source.
-_EPOCH_UNIT_BANDS = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+_EpochUnit = Literal["s", "ms", "us", "ns"]
+_EPOCH_UNIT_BANDS: tuple[tuple[float, _EpochUnit], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 
 
 def to_utc(series: pd.Series) -> pd.Series:
@@ -74,7 +76,7 @@ def _from_epoch(series: pd.Series) -> pd.Series:
     if len(finite) == 0:
         return pd.Series(pd.NaT, index=series.index, dtype=_UTC_DTYPE, name=series.name)
     magnitude = float(np.median(np.abs(finite)))
-    unit = next((u for bound, u in _EPOCH_UNIT_BANDS if magnitude < bound), "ns")
+    unit: _EpochUnit = next((u for bound, u in _EPOCH_UNIT_BANDS if magnitude < bound), "ns")
     if pd.api.types.is_integer_dtype(series.dtype):
         # Integers keep full nanosecond precision; a float64 detour would round them.
         parsed = pd.to_datetime(series, unit=unit, utc=True)
@@ -91,8 +93,9 @@ def _from_objects(series: pd.Series) -> pd.Series:
     if kind in ("mixed", "mixed-integer"):
         # Rare (hand-edited JSON): only here is a per-value type check worth its cost.
         is_number = series.map(
-            lambda v: isinstance(v, (int, float, np.integer, np.floating))
-            and not isinstance(v, bool)
+            lambda v: (
+                isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            )
         ).astype(bool)
     else:
         is_number = pd.Series(False, index=series.index)
@@ -156,7 +159,9 @@ def _check_columns(df: pd.DataFrame, metrics: Sequence[str]) -> None:
             )
     reserved = [m for m in metrics if m in _RESERVED]
     if reserved:
-        raise DataValidationError(f"metrics {reserved} clash with reserved columns {list(_RESERVED)}")
+        raise DataValidationError(
+            f"metrics {reserved} clash with reserved columns {list(_RESERVED)}"
+        )
     missing = [m for m in metrics if m not in df.columns]
     if missing:
         raise DataValidationError(
@@ -205,9 +210,10 @@ def validate_combined(
     _check_columns(df, metrics)
 
     service = df[SERVICE]
-    if service.isna().any():
+    nameless = int(service.isna().sum())
+    if nameless:
         raise DataValidationError(
-            f"column {SERVICE!r}: {int(service.isna().sum())} of {len(df)} rows have no service name"
+            f"column {SERVICE!r}: {nameless} of {len(df)} rows have no service name"
         )
     out = pd.DataFrame(
         {TIMESTAMP: to_utc(df[TIMESTAMP]), SERVICE: service.astype(str)}, index=df.index
