@@ -125,7 +125,7 @@ def write_combined(df: pd.DataFrame, path: str | Path) -> Path:
     if TIMESTAMP in text.columns and isinstance(text[TIMESTAMP].dtype, pd.DatetimeTZDtype):
         text[TIMESTAMP] = text[TIMESTAMP].astype(str)
     if kind == "csv":
-        # 17 significant digits: the shortest format that round-trips every float64 exactly.
+        # 17 significant digits are always enough to read back the identical float64.
         text.to_csv(path, index=False, float_format="%.17g")
         return path
     # The json module writes floats with repr (exact round-trip); pandas' writer caps precision
