@@ -24,7 +24,9 @@ class TransformerAutoencoderDetector(WindowDetector):
     """Reconstruction error of :class:`ServiceTransformerAutoencoder` as the anomaly score.
 
     Training minimises the mean squared error of reconstructing clean windows from noisy ones,
-    with early stopping on validation loss; the weights of the best epoch are restored.
+    with early stopping on validation loss; the weights of the best epoch are restored. An
+    "epoch" is a random draw of at most ``windows_per_epoch`` training windows, so the cost of an
+    epoch does not grow with the lookback (long event-approach histories have ~10⁵ windows).
     ``epoch_losses_`` keeps ``(train, val)`` per epoch for tracking.
     """
 
@@ -39,12 +41,13 @@ class TransformerAutoencoderDetector(WindowDetector):
         threshold_percentile: float = 99.0,
         d_model: int = 32,
         n_heads: int = 4,
-        n_layers: int = 2,
+        n_layers: int = 1,
         latent_dim: int = 8,
         temporal_pool: int = 4,
         dropout: float = 0.1,
         input_noise: float = 0.1,
         max_epochs: int = 30,
+        windows_per_epoch: int = 1024,
         patience: int = 5,
         batch_size: int = 64,
         learning_rate: float = 1e-3,
@@ -66,6 +69,7 @@ class TransformerAutoencoderDetector(WindowDetector):
         self.dropout = dropout
         self.input_noise = input_noise
         self.max_epochs = max_epochs
+        self.windows_per_epoch = windows_per_epoch
         self.patience = patience
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -97,6 +101,7 @@ class TransformerAutoencoderDetector(WindowDetector):
         self.network_ = self._build_network(n_services, n_features).to(self.device_)
         optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.learning_rate)
         train_x, train_c = _as_tensors(train)
+        monitor = _subsample(val, self.windows_per_epoch // 2, generator)
         best_loss, best_state, stale = float("inf"), None, 0
         self.epoch_losses_: list[tuple[float, float]] = []
         progress = tqdm(
@@ -104,7 +109,7 @@ class TransformerAutoencoderDetector(WindowDetector):
         )
         for _ in progress:
             train_loss = self._train_epoch(train_x, train_c, optimiser, generator)
-            val_loss = float(self._reconstruction_errors(val).mean())
+            val_loss = float(self._reconstruction_errors(monitor).mean())
             self.epoch_losses_.append((train_loss, val_loss))
             progress.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
             if val_loss < best_loss - 1e-6:
@@ -126,7 +131,7 @@ class TransformerAutoencoderDetector(WindowDetector):
         generator: torch.Generator,
     ) -> float:
         self.network_.train()
-        order = torch.randperm(len(values), generator=generator)
+        order = torch.randperm(len(values), generator=generator)[: self.windows_per_epoch]
         total, count = 0.0, 0
         for batch in order.split(self.batch_size):
             clean = values[batch].to(self.device_)
@@ -175,6 +180,14 @@ class TransformerAutoencoderDetector(WindowDetector):
     def parameter_count(self) -> int:
         """Trainable parameters of the fitted network."""
         return sum(p.numel() for p in self.network_.parameters() if p.requires_grad)
+
+
+def _subsample(windows: Windows, limit: int, generator: torch.Generator) -> Windows:
+    """At most ``limit`` windows, drawn once, so early stopping compares epochs on the same data."""
+    if len(windows) <= limit:
+        return windows
+    keep = np.sort(torch.randperm(len(windows), generator=generator)[:limit].numpy())
+    return Windows(windows.values[keep], windows.context[keep], windows.starts[keep], windows.ends[keep])
 
 
 def _as_tensors(windows: Windows) -> tuple[torch.Tensor, torch.Tensor]:

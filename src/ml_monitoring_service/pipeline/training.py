@@ -45,6 +45,7 @@ def build_detector(config: ServiceSetConfig, *, show_progress: bool = True) -> T
         dropout=model.dropout,
         input_noise=model.input_noise,
         max_epochs=model.max_epochs,
+        windows_per_epoch=model.windows_per_epoch,
         patience=model.patience,
         batch_size=model.batch_size,
         learning_rate=model.learning_rate,
