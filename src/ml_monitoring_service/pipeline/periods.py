@@ -20,7 +20,7 @@ class AnomalousPeriod:
     peak_score: float
     top_service: str
     top_metric: str
-    windows: int
+    windows: int  # windows in the span, including short normal gaps that were merged
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form used in the inference summary."""
@@ -36,11 +36,20 @@ class AnomalousPeriod:
 
 
 def anomalous_periods(result: ScoreResult) -> list[AnomalousPeriod]:
-    """Runs of windows above threshold; each run starts at its first window's start time."""
+    """Runs of windows above threshold, merged while their time spans overlap.
+
+    Windows overlap in time, so two runs separated by a few normal windows usually describe one
+    incident; reporting them once keeps the alert count honest.
+    """
     flags = result.is_anomalous.astype(np.int8)
     edges = np.diff(np.concatenate([[0], flags, [0]]))
-    run_starts, run_stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return [_period(result, first, stop) for first, stop in zip(run_starts, run_stops, strict=True)]
+    runs: list[list[int]] = []
+    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        if runs and result.starts[first] <= result.ends[runs[-1][1] - 1]:
+            runs[-1][1] = int(stop)
+        else:
+            runs.append([int(first), int(stop)])
+    return [_period(result, first, stop) for first, stop in runs]
 
 
 def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, float]]:

@@ -1,0 +1,104 @@
+"""The whole pipeline through the CLI on the embedded demo: train, store, score, write, track."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ml_monitoring_service.cli import main
+from ml_monitoring_service.detectors import WindowDetector
+from ml_monitoring_service.pipeline.model_store import current_version, model_root
+
+SMALL_DEMO = """
+service_sets:
+  tiny:
+    source: demo
+    services: [frontend, cart, checkout, payment]
+    relationships: {frontend: [cart, checkout], checkout: [payment]}
+    metrics: {cpu: q1, memory: q2, latency: q3, request_rate: q4, error_count: q5}
+    demo: {seed: 3, incident_every: 20min, event_rate_per_min: 3}
+    preprocessing: {window_size: 16, train_stride: 4, variants: [event, "grid:30s"]}
+    model: {max_epochs: 2, patience: 2, windows_per_epoch: 128, d_model: 16, n_heads: 2}
+    schedule: {training_lookback: 3h, inference_lookback: 1h}
+"""
+SUMMARY_KEYS = {
+    "schema_version", "set", "variant", "model_version", "time_range", "threshold", "windows_scored",
+    "anomalies", "anomaly_rate", "max_score", "service_scores", "metric_scores", "anomalous_periods",
+}
+PERIOD_KEYS = {"start", "end", "peak_time", "peak_score", "top_service", "top_metric", "windows"}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    config = tmp_path / "sets.yaml"
+    config.write_text(SMALL_DEMO)
+    output = tmp_path / "output"
+    monkeypatch.setenv("OUTPUT_DIR", str(output))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    return config, output
+
+
+def run_cli(config: Path, *flags: str) -> int:
+    return main(["--config", str(config), "--active-set", "tiny", "--now", "2024-03-04T12:00:00", *flags])
+
+
+@pytest.mark.slow
+def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Path, Path]) -> None:
+    config, output = workspace
+    assert run_cli(config, "--run-once-inference", "--inference-variants", "event,grid:30s") == 0
+    for variant in ("event", "grid_30s"):
+        summary = json.loads((output / "tiny" / f"inference_summary_{variant}.json").read_text())
+        assert set(summary) == SUMMARY_KEYS
+        assert summary["windows_scored"] > 0
+        assert summary["anomaly_rate"] == pytest.approx(summary["anomalies"] / summary["windows_scored"])
+        assert set(summary["service_scores"]) == {"frontend", "cart", "checkout", "payment"}
+        assert set(summary["metric_scores"]["cart"]) == {
+            "cpu", "memory", "latency", "request_rate", "error_count", "severity_level",
+        }
+        for period in summary["anomalous_periods"]:
+            assert set(period) == PERIOD_KEYS
+            assert period["start"] <= period["end"]
+        assert (output / "tiny" / f"microservice_graph_with_results_{variant}.png").stat().st_size > 1000
+        assert (output / "tiny" / f"score_timeline_{variant}.png").stat().st_size > 1000
+    first = current_version(model_root(output, "tiny", "event"))
+    assert first is not None
+    detector = WindowDetector.load(first)
+    assert detector.services_ == ("frontend", "cart", "checkout", "payment")
+
+    assert run_cli(config, "--run-once-inference", "--inference-variants", "event") == 0
+    assert current_version(model_root(output, "tiny", "event")) == first  # reused, not retrained
+
+    assert run_cli(config, "--run-once-training", "--inference-variants", "event") == 0
+    second = current_version(model_root(output, "tiny", "event"))
+    assert second is not None and second != first and first.is_dir()
+
+
+@pytest.mark.slow
+def test_runs_are_tracked_in_mlflow(workspace: tuple[Path, Path], tmp_path: Path) -> None:
+    import mlflow
+
+    config, _ = workspace
+    assert run_cli(config, "--run-once-inference", "--inference-variants", "grid:30s") == 0
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["ml-monitoring/tiny"])
+    names = set(runs["tags.mlflow.runName"])
+    assert names == {"train grid:30s", "inference grid:30s"}
+    training = runs[runs["tags.mlflow.runName"] == "train grid:30s"].iloc[0]
+    assert training["metrics.threshold"] > 0
+    assert training["params.window_size"] == "16"
+
+
+def test_configuration_errors_exit_2_with_a_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMALL_DEMO.replace("source: demo", "source: kafka"))
+    assert run_cli(bad, "--run-once-inference") == 2
+    assert "source" in caplog.text and str(bad) in caplog.text
+    assert run_cli(bad.with_name("missing.yaml"), "--run-once-inference") == 2
+    good = tmp_path / "good.yaml"
+    good.write_text(SMALL_DEMO)
+    assert run_cli(good, "--run-once-inference", "--inference-variants", "grid:soon") == 2
+    assert "not a frequency" in caplog.text
