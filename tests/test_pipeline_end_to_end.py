@@ -55,7 +55,7 @@ def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Pat
         assert summary["anomaly_rate"] == pytest.approx(summary["anomalies"] / summary["windows_scored"])
         assert set(summary["service_scores"]) == {"frontend", "cart", "checkout", "payment"}
         assert set(summary["metric_scores"]["cart"]) == {
-            "cpu", "memory", "latency", "request_rate", "error_count", "severity_level",
+            "cpu", "memory", "latency", "request_rate", "error_count", "severity_level", "event_count",
         }
         for period in summary["anomalous_periods"]:
             assert set(period) == PERIOD_KEYS

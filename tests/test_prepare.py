@@ -42,7 +42,7 @@ def test_variant_parsing_and_names() -> None:
 def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFrame) -> None:
     tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("event"))
     assert list(tensor.timestamps) == list(frame["timestamp"])
-    assert tensor.features == ("cpu", "severity_level")
+    assert tensor.features == ("cpu", "severity_level", "event_count")
     cpu = tensor.values[:, :, 0]
     assert np.isnan(cpu[0, 1])  # b not yet observed
     np.testing.assert_array_equal(cpu[1:, 0], [1.0, 2.0, 2.0])  # a carried forward
@@ -50,6 +50,7 @@ def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFram
     # severity is an event attribute: not carried forward, 0 where the service did not log
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 2.0])
     np.testing.assert_array_equal(tensor.observed[:, 0], [True, False, True, False])
+    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 0.0, 1.0, 0.0])
 
 
 def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
@@ -59,6 +60,7 @@ def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
     np.testing.assert_array_equal(tensor.values[:, 0, 0], [1.0, 1.0, 2.0, 2.0, 2.0])
     np.testing.assert_array_equal(tensor.values[1:, 1, 0], [10.0, 10.0, 10.0, 20.0])
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 0.0, 2.0])
+    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 0.0, 1.0, 0.0, 0.0])
 
 
 def test_grid_bucket_takes_last_value_and_max_severity() -> None:
@@ -72,8 +74,8 @@ def test_grid_bucket_takes_last_value_and_max_severity() -> None:
         }
     )
     tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:30s"))
-    assert tensor.values.shape == (1, 1, 2)
-    np.testing.assert_array_equal(tensor.values[0, 0], [3.0, 2.0])
+    assert tensor.values.shape == (1, 1, 3)
+    np.testing.assert_array_equal(tensor.values[0, 0], [3.0, 2.0, 3.0])
 
 
 def test_densify_rejects_data_without_configured_services(frame: pd.DataFrame) -> None:

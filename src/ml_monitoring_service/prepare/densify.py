@@ -6,6 +6,9 @@ Missing-value policy (the same for training and inference, so the model sees one
   sample arrives, which is what Prometheus itself assumes between scrapes;
 * ``severity_level`` is *not* forward-filled: no log event at a step means no warning or error at
   that step, so it is filled with 0;
+* ``event_count`` is the number of observations of the service in the step (0 or 1 for ``event``,
+  the bucket's count for ``grid``). It is what reveals a service that went silent: forward-filled
+  gauges of a dead service look perfectly calm, its event count does not;
 * steps before a service's first observation stay ``NaN`` here; the normaliser maps them to the
   training median (0 after scaling), so they neither inflate nor hide anomalies.
 
@@ -64,9 +67,12 @@ class ServiceTensor:
         )
 
 
+EVENT_COUNT = "event_count"
+
+
 def feature_names(metrics: Sequence[str]) -> tuple[str, ...]:
-    """Model features: the configured metrics plus the log severity."""
-    return (*metrics, SEVERITY)
+    """Model features: the configured metrics, the log severity and the observation count."""
+    return (*metrics, SEVERITY, EVENT_COUNT)
 
 
 def densify(
@@ -91,18 +97,20 @@ def densify(
     wide = per_step.unstack(SERVICE)
     timeline = _timeline(wide.index, variant)
     wide = wide.reindex(timeline)
-    observed = (
-        grouped.size().unstack(SERVICE).reindex(index=timeline, columns=list(services)).notna()
-    )
+    counts = grouped.size().unstack(SERVICE).reindex(index=timeline, columns=list(services))
     gauges = wide.reindex(columns=pd.MultiIndex.from_product([list(metrics), services])).ffill()
     severity = wide.reindex(columns=pd.MultiIndex.from_product([[SEVERITY], services])).fillna(0.0)
     values = np.concatenate(
-        [_as_steps_features_services(gauges, services), _as_steps_features_services(severity, services)],
+        [
+            _as_steps_features_services(gauges, services),
+            _as_steps_features_services(severity, services),
+            counts.fillna(0.0).to_numpy(dtype=np.float64)[:, None, :],
+        ],
         axis=1,
     )
     return ServiceTensor(
         values=np.ascontiguousarray(values.transpose(0, 2, 1)),
-        observed=observed.to_numpy(dtype=bool),
+        observed=counts.notna().to_numpy(),
         timestamps=pd.DatetimeIndex(timeline),
         services=tuple(services),
         features=features,
