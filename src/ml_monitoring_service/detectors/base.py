@@ -108,7 +108,7 @@ class WindowDetector(ABC):
         val_windows = self._windows(val, self.score_stride)
         self._fit_windows(train_windows, val_windows)
         val_errors = self._checked_errors(val_windows)
-        self.channel_scale_ = _channel_scale(val_errors)
+        self.channel_scale_ = _channel_scale(val_errors, self.window_size)
         val_window_scores = self._aggregate(val_errors, val_windows)[0]
         self.threshold_ = percentile_threshold(val_window_scores, self.threshold_percentile)
         self.metadata_ = {
@@ -266,14 +266,17 @@ def detector_class(kind: str) -> type[WindowDetector]:
         raise DataValidationError(f"unknown detector {kind!r}; known: {detector_kinds()}") from None
 
 
-def _channel_scale(errors: np.ndarray) -> np.ndarray:
-    """``[S, F]`` mean validation error per channel, floored so perfect channels stay finite.
+def _channel_scale(errors: np.ndarray, window_size: int) -> np.ndarray:
+    """``[S, F]`` mean validation error per channel, with two floors.
 
-    The floor (a tenth of the median channel's scale) means a channel the model always
-    reconstructs exactly is judged in the units of a typical channel, not divided by ~0.
+    * a tenth of the median channel's scale, so a channel the model reconstructs almost exactly is
+      judged in the units of a typical channel rather than divided by ~0;
+    * ``1 / window_size``: the error of a single one-sigma blip in one step of a window. A series
+      that never moved in training (e.g. no warning was ever logged) would otherwise turn its first
+      harmless blip into a score in the hundreds.
     """
     scale = errors.mean(axis=0)
-    floor = max(float(np.median(scale)) * 0.1, 1e-6)
+    floor = max(float(np.median(scale)) * 0.1, 1.0 / window_size)
     return np.maximum(scale, floor)
 
 
