@@ -43,8 +43,12 @@ def train_val_test() -> tuple[ServiceTensor, ServiceTensor, ServiceTensor]:
     return full.slice(0, 1000), full.slice(1000, 1300), full.slice(1300, 1600)
 
 
-def with_spike(tensor: ServiceTensor, step: int, service: int, feature: int, size: float) -> ServiceTensor:
+def with_spike(
+    tensor: ServiceTensor, step: int, service: int, feature: int, size: float
+) -> ServiceTensor:
     """Copy of ``tensor`` with ``size`` added at one step of one channel."""
     values = tensor.values.copy()
     values[step : step + 3, service, feature] += size
-    return ServiceTensor(values, tensor.observed, tensor.timestamps, tensor.services, tensor.features)
+    return ServiceTensor(
+        values, tensor.observed, tensor.timestamps, tensor.services, tensor.features
+    )

@@ -46,13 +46,21 @@ def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
         (("    source: demo", "    source: kafka"), "service_sets.shop.source"),
         (("{a: [b]}", "{a: [c]}"), "not in 'services'"),
         (("    source: demo", "    source: demo\n    windw_size: 3"), "windw_size"),
-        (("    source: demo", "    source: demo\n    schedule: {training_interval: soon}"), "not a duration"),
-        (("    source: demo", "    source: demo\n    preprocessing: {variants: [hourly]}"), "unknown variant"),
+        (
+            ("    source: demo", "    source: demo\n    schedule: {training_interval: soon}"),
+            "not a duration",
+        ),
+        (
+            ("    source: demo", "    source: demo\n    preprocessing: {variants: [hourly]}"),
+            "unknown variant",
+        ),
         (("[a, b]", "[a, a]"), "duplicate services"),
         (("    source: demo", "    source: file"), "needs a 'file' section"),
     ],
 )
-def test_bad_config_names_file_key_and_reason(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+def test_bad_config_names_file_key_and_reason(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
     path = write(tmp_path, MINIMAL.replace(*edit))
     with pytest.raises(ConfigError) as error:
         load_config(path)
@@ -84,4 +92,6 @@ def test_environment_overrides_dotenv_and_hides_secrets(tmp_path: Path) -> None:
 
 def test_bad_environment_value_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="prometheus_url: .*http://"):
-        EnvironmentSettings.from_environment({"PROMETHEUS_URL": "localhost:9090"}, dotenv_path=tmp_path / "none")
+        EnvironmentSettings.from_environment(
+            {"PROMETHEUS_URL": "localhost:9090"}, dotenv_path=tmp_path / "none"
+        )

@@ -21,7 +21,9 @@ from ml_monitoring_service.prepare.variants import Variant
 def test_demo_incidents_are_detected_and_attributed() -> None:
     base = load_config().service_set("demo")
     config = base.model_copy(
-        update={"schedule": base.schedule.model_copy(update={"inference_lookback": pd.Timedelta("8h")})}
+        update={
+            "schedule": base.schedule.model_copy(update={"inference_lookback": pd.Timedelta("8h")})
+        }
     )
     now = pd.Timestamp("2024-06-05T18:00:00Z")
     variant = Variant.parse("grid:30s")

@@ -23,8 +23,17 @@ from ml_monitoring_service.prepare.densify import ServiceTensor
 
 def fast_transformer() -> WindowDetector:
     return TransformerAutoencoderDetector(
-        window_size=16, train_stride=2, max_epochs=6, patience=3, d_model=16, n_heads=2,
-        n_layers=1, latent_dim=4, temporal_pool=4, show_progress=False, seed=1,
+        window_size=16,
+        train_stride=2,
+        max_epochs=6,
+        patience=3,
+        d_model=16,
+        n_heads=2,
+        n_layers=1,
+        latent_dim=4,
+        temporal_pool=4,
+        show_progress=False,
+        seed=1,
     )
 
 
@@ -70,14 +79,20 @@ def test_scores_have_documented_shapes(fitted: WindowDetector, train_val_test) -
     assert result.ends[-1] == test.timestamps[-1]
 
 
-def test_threshold_is_persisted_percentile_of_validation(fitted: WindowDetector, train_val_test) -> None:
+def test_threshold_is_persisted_percentile_of_validation(
+    fitted: WindowDetector, train_val_test
+) -> None:
     _, val, _ = train_val_test
     scores = fitted.score(val).window_scores
-    assert fitted.threshold_ == pytest.approx(np.percentile(scores, fitted.threshold_percentile), rel=1e-5)
+    assert fitted.threshold_ == pytest.approx(
+        np.percentile(scores, fitted.threshold_percentile), rel=1e-5
+    )
     assert 0.0 < np.mean(scores > fitted.threshold_) <= 0.02
 
 
-def test_injected_spike_scores_high_and_is_attributed(learner: WindowDetector, train_val_test) -> None:
+def test_injected_spike_scores_high_and_is_attributed(
+    learner: WindowDetector, train_val_test
+) -> None:
     _, _, test = train_val_test
     broken = with_spike(test, step=150, service=1, feature=1, size=12.0)
     result = learner.score(broken)
@@ -99,19 +114,25 @@ def test_random_floor_is_chance(train_val_test) -> None:
     assert 0.3 < roc_auc_score(labels, result.window_scores) < 0.7
 
 
-def test_save_load_gives_identical_scores(fitted: WindowDetector, train_val_test, tmp_path: Path) -> None:
+def test_save_load_gives_identical_scores(
+    fitted: WindowDetector, train_val_test, tmp_path: Path
+) -> None:
     _, _, test = train_val_test
     fitted.save(tmp_path / "model")
     loaded = WindowDetector.load(tmp_path / "model")
     assert type(loaded) is type(fitted)
-    np.testing.assert_allclose(loaded.score(test).metric_scores, fitted.score(test).metric_scores, rtol=1e-5)
+    np.testing.assert_allclose(
+        loaded.score(test).metric_scores, fitted.score(test).metric_scores, rtol=1e-5
+    )
     assert loaded.threshold_ == fitted.threshold_
     assert loaded.metadata_["data_fingerprint"] == fitted.metadata_["data_fingerprint"]
 
 
 def test_mismatched_services_are_rejected(fitted: WindowDetector, train_val_test) -> None:
     _, _, test = train_val_test
-    renamed = ServiceTensor(test.values, test.observed, test.timestamps, ("api", "db", "queue"), test.features)
+    renamed = ServiceTensor(
+        test.values, test.observed, test.timestamps, ("api", "db", "queue"), test.features
+    )
     with pytest.raises(ModelMismatchError, match="queue"):
         fitted.score(renamed)
 

@@ -24,8 +24,19 @@ service_sets:
     schedule: {training_lookback: 3h, inference_lookback: 1h}
 """
 SUMMARY_KEYS = {
-    "schema_version", "set", "variant", "model_version", "time_range", "threshold", "windows_scored",
-    "anomalies", "anomaly_rate", "max_score", "service_scores", "metric_scores", "anomalous_periods",
+    "schema_version",
+    "set",
+    "variant",
+    "model_version",
+    "time_range",
+    "threshold",
+    "windows_scored",
+    "anomalies",
+    "anomaly_rate",
+    "max_score",
+    "service_scores",
+    "metric_scores",
+    "anomalous_periods",
 }
 PERIOD_KEYS = {"start", "end", "peak_time", "peak_score", "top_service", "top_metric", "windows"}
 
@@ -41,7 +52,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pa
 
 
 def run_cli(config: Path, *flags: str) -> int:
-    return main(["--config", str(config), "--active-set", "tiny", "--now", "2024-03-04T12:00:00", *flags])
+    return main(
+        ["--config", str(config), "--active-set", "tiny", "--now", "2024-03-04T12:00:00", *flags]
+    )
 
 
 @pytest.mark.slow
@@ -52,15 +65,25 @@ def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Pat
         summary = json.loads((output / "tiny" / f"inference_summary_{variant}.json").read_text())
         assert set(summary) == SUMMARY_KEYS
         assert summary["windows_scored"] > 0
-        assert summary["anomaly_rate"] == pytest.approx(summary["anomalies"] / summary["windows_scored"])
+        assert summary["anomaly_rate"] == pytest.approx(
+            summary["anomalies"] / summary["windows_scored"]
+        )
         assert set(summary["service_scores"]) == {"frontend", "cart", "checkout", "payment"}
         assert set(summary["metric_scores"]["cart"]) == {
-            "cpu", "memory", "latency", "request_rate", "error_count", "severity_level", "event_count",
+            "cpu",
+            "memory",
+            "latency",
+            "request_rate",
+            "error_count",
+            "severity_level",
+            "event_count",
         }
         for period in summary["anomalous_periods"]:
             assert set(period) == PERIOD_KEYS
             assert period["start"] <= period["end"]
-        assert (output / "tiny" / f"microservice_graph_with_results_{variant}.png").stat().st_size > 1000
+        assert (
+            output / "tiny" / f"microservice_graph_with_results_{variant}.png"
+        ).stat().st_size > 1000
         assert (output / "tiny" / f"score_timeline_{variant}.png").stat().st_size > 1000
     first = current_version(model_root(output, "tiny", "event"))
     assert first is not None

@@ -20,7 +20,12 @@ def frame() -> pd.DataFrame:
     t = pd.Timestamp("2024-05-01 12:00:00", tz="UTC")
     return pd.DataFrame(
         {
-            "timestamp": [t, t + pd.Timedelta("1.5s"), t + pd.Timedelta("2s"), t + pd.Timedelta("4.2s")],
+            "timestamp": [
+                t,
+                t + pd.Timedelta("1.5s"),
+                t + pd.Timedelta("2s"),
+                t + pd.Timedelta("4.2s"),
+            ],
             "service": ["a", "b", "a", "b"],
             "cpu": [1.0, 10.0, 2.0, 20.0],
             "severity_level": [0.0, 0.0, 0.0, 2.0],

@@ -29,19 +29,41 @@ def build_parser() -> argparse.ArgumentParser:
         description="Learn normal behaviour of a set of microservices and flag anomalous windows.",
     )
     mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--run-once-training", action="store_true",
-                      help="train a model per variant on the training lookback, then exit")
-    mode.add_argument("--run-once-inference", action="store_true",
-                      help="score the inference lookback (training first when no model exists)")
-    parser.add_argument("--active-set", default="demo", help="service set from the config (default: demo)")
-    parser.add_argument("--inference-variants", "--variants", dest="variants", default=None,
-                        help="comma-separated variants, e.g. event,grid:1s (default: from the config)")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH,
-                        help=f"service-set file (default: {DEFAULT_CONFIG_PATH})")
-    parser.add_argument("--now", default=None,
-                        help="end of the inference period as an ISO time (default: current UTC time)")
+    mode.add_argument(
+        "--run-once-training",
+        action="store_true",
+        help="train a model per variant on the training lookback, then exit",
+    )
+    mode.add_argument(
+        "--run-once-inference",
+        action="store_true",
+        help="score the inference lookback (training first when no model exists)",
+    )
+    parser.add_argument(
+        "--active-set", default="demo", help="service set from the config (default: demo)"
+    )
+    parser.add_argument(
+        "--inference-variants",
+        "--variants",
+        dest="variants",
+        default=None,
+        help="comma-separated variants, e.g. event,grid:1s (default: from the config)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG_PATH,
+        help=f"service-set file (default: {DEFAULT_CONFIG_PATH})",
+    )
+    parser.add_argument(
+        "--now",
+        default=None,
+        help="end of the inference period as an ISO time (default: current UTC time)",
+    )
     parser.add_argument("--no-tracking", action="store_true", help="do not record runs in MLflow")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     return parser
 
 
@@ -59,7 +81,9 @@ def _now(text: str | None) -> pd.Timestamp:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the requested one-shot job; exit code 0 on success, 2 on configuration or data errors."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     from ml_monitoring_service.pipeline.run_once import run_inference, run_training
     from ml_monitoring_service.tracking import RunTracker
@@ -74,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_training(config, env, variants, now, tracker)
         else:
             for outcome in run_inference(config, env, variants, now, tracker):
-                print(f"{outcome.variant.label}: {outcome.summary['anomalies']} anomalous windows of "
-                      f"{outcome.summary['windows_scored']} → {outcome.files[0]}")
+                print(
+                    f"{outcome.variant.label}: {outcome.summary['anomalies']} anomalous windows of "
+                    f"{outcome.summary['windows_scored']} → {outcome.files[0]}"
+                )
     except MonitoringError as exc:
         logger.error("%s", exc)
         return 2

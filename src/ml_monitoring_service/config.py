@@ -98,7 +98,9 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelConfig:
         if self.d_model % self.n_heads:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
         return self
 
 
@@ -172,7 +174,9 @@ class ServiceSetConfig(_Strict):
                     f"(services: {list(self.services)})"
                 )
         if self.source == "file" and self.file is None:
-            raise ValueError("source 'file' needs a 'file' section with training_path and inference_path")
+            raise ValueError(
+                "source 'file' needs a 'file' section with training_path and inference_path"
+            )
         return self
 
     @property
@@ -201,19 +205,21 @@ class EnvironmentSettings(_Strict):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value
 
-
     @classmethod
     def from_environment(
         cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None
     ) -> EnvironmentSettings:
         """Read ``OUTPUT_DIR``, ``MLFLOW_TRACKING_URI``, ``SPLUNK_*``, ``PROMETHEUS_*``.
 
-        Real environment variables win over ``.env`` so a deployment can override a checked-out file.
+        Real environment variables win over ``.env``, so a deployment can override a
+        checked-out file.
         """
         dotenv_file = dotenv_path if dotenv_path is not None else REPO_ROOT / ".env"
-        merged: dict[str, str] = {
-            k: v for k, v in dotenv_values(dotenv_file).items() if v is not None
-        } if dotenv_file.exists() else {}
+        merged: dict[str, str] = (
+            {k: v for k, v in dotenv_values(dotenv_file).items() if v is not None}
+            if dotenv_file.exists()
+            else {}
+        )
         merged.update(os.environ if environ is None else environ)
         values = {
             field: merged[field.upper()]

@@ -66,10 +66,12 @@ class DetectionQuality:
 
 
 def detection_quality(result: ScoreResult, spans: Sequence[LabelledSpan]) -> DetectionQuality:
-    """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 root cause."""
+    """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 cause."""
     labels = window_labels(result, spans)
     if labels.all() or not labels.any():
-        raise ValueError(f"need both normal and anomalous windows; {labels.sum()} of {labels.size} are anomalous")
+        raise ValueError(
+            f"need both normal and anomalous windows; {labels.sum()} of {labels.size} are anomalous"
+        )
     predicted = result.is_anomalous
     true_positive = float(np.sum(predicted & labels))
     precision = true_positive / max(float(predicted.sum()), 1.0)

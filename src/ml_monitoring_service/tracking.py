@@ -56,7 +56,9 @@ class RunTracker:
                 mlflow.log_metrics({k: float(v) for k, v in summary.items()})
                 mlflow.log_artifacts(str(model_dir), artifact_path="model")
         except Exception as exc:  # noqa: BLE001 - tracking must never fail a training run
-            logger.warning("MLflow tracking of training failed (%s); the model is saved anyway", exc)
+            logger.warning(
+                "MLflow tracking of training failed (%s); the model is saved anyway", exc
+            )
 
     def log_inference(self, summary: dict[str, Any], files: tuple[Path, ...]) -> None:
         """Headline numbers of one scoring run plus its summary and plots."""
@@ -65,7 +67,9 @@ class RunTracker:
         try:
             run_name = f"inference {summary['variant']}"
             with self._run(f"ml-monitoring/{summary['set']}", run_name) as mlflow:
-                mlflow.log_params({"variant": summary["variant"], "model_version": summary["model_version"]})
+                mlflow.log_params(
+                    {"variant": summary["variant"], "model_version": summary["model_version"]}
+                )
                 mlflow.log_metrics(
                     {
                         "threshold": summary["threshold"],
@@ -78,7 +82,9 @@ class RunTracker:
                 for path in files:
                     mlflow.log_artifact(str(path))
         except Exception as exc:  # noqa: BLE001 - tracking must never fail an inference run
-            logger.warning("MLflow tracking of inference failed (%s); outputs are written anyway", exc)
+            logger.warning(
+                "MLflow tracking of inference failed (%s); outputs are written anyway", exc
+            )
 
 
 def _sqlite_artifact_root(uri: str) -> str | None:
@@ -90,6 +96,6 @@ def _sqlite_artifact_root(uri: str) -> str | None:
     prefix = "sqlite:///"
     if not uri.startswith(prefix):
         return None
-    database = Path(uri[len(prefix):])
+    database = Path(uri[len(prefix) :])
     database.parent.mkdir(parents=True, exist_ok=True)
     return (database.parent / "artifacts").resolve().as_uri()

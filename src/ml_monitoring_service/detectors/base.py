@@ -93,7 +93,7 @@ class WindowDetector(ABC):
             name
             for klass in type(self).__mro__
             if klass is not ABC and "__init__" in vars(klass)
-            for name in inspect.signature(klass.__init__).parameters
+            for name in inspect.signature(vars(klass)["__init__"]).parameters
             if name not in ("self", "args", "kwargs")
         ]
         return {name: getattr(self, name) for name in dict.fromkeys(names)}
@@ -185,7 +185,8 @@ class WindowDetector(ABC):
             klass = _REGISTRY[config["kind"]]
         except KeyError:
             raise ModelMismatchError(
-                f"{directory}: unknown detector kind {config.get('kind')!r}; known: {sorted(_REGISTRY)}"
+                f"{directory}: unknown detector kind {config.get('kind')!r}; "
+                f"known: {sorted(_REGISTRY)}"
             ) from None
         detector = klass(**config["params"])
         detector.services_ = tuple(metadata["services"])
@@ -193,7 +194,14 @@ class WindowDetector(ABC):
         detector.threshold_ = float(metadata["threshold"])
         detector.channel_scale_ = np.asarray(metadata["channel_scale"], dtype=np.float64)
         detector.scaler_ = RobustScaler.from_dict(_read_json(directory / "normalisation.json"))
-        keys = ("format_version", "package_version", "services", "features", "threshold", "channel_scale")
+        keys = (
+            "format_version",
+            "package_version",
+            "services",
+            "features",
+            "threshold",
+            "channel_scale",
+        )
         detector.metadata_ = {k: v for k, v in metadata.items() if k not in keys}
         detector._load_state(directory)
         return detector
@@ -208,10 +216,10 @@ class WindowDetector(ABC):
     def _channel_errors(self, windows: Windows) -> np.ndarray:
         """``[N, S, F]`` non-negative reconstruction (or deviation) errors per window channel."""
 
-    def _save_state(self, directory: Path) -> None:
+    def _save_state(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Persist learned state beyond scaler/threshold; stateless detectors need nothing."""
 
-    def _load_state(self, directory: Path) -> None:
+    def _load_state(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Inverse of :meth:`_save_state`."""
 
     # ---------------------------------------------------------------------------------- helpers

@@ -183,7 +183,8 @@ class IsolationForestDetector(WindowDetector):
         saved = json.loads((directory / "forest.json").read_text())["sklearn"]
         if saved != sklearn.__version__:
             raise ModelMismatchError(
-                f"{directory}: forest saved with scikit-learn {saved}, running {sklearn.__version__}"
+                f"{directory}: forest saved with scikit-learn {saved}, "
+                f"running {sklearn.__version__}"
             )
         with (directory / "forest.pkl").open("rb") as handle:
             self.forest_ = pickle.load(handle)  # noqa: S301 - own file, version-checked above
@@ -193,6 +194,9 @@ def _summaries(windows: Windows) -> np.ndarray:
     """``[N, 2·S·F]``: per-channel mean and max absolute value over the window."""
     values = windows.values.astype(np.float64)
     return np.concatenate(
-        [values.mean(axis=1).reshape(len(values), -1), np.abs(values).max(axis=1).reshape(len(values), -1)],
+        [
+            values.mean(axis=1).reshape(len(values), -1),
+            np.abs(values).max(axis=1).reshape(len(values), -1),
+        ],
         axis=1,
     )

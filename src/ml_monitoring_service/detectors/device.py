@@ -12,7 +12,9 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but no CUDA GPU is available; use 'auto' or 'cpu'")
+        raise ConfigError(
+            "device 'cuda' was requested but no CUDA GPU is available; use 'auto' or 'cpu'"
+        )
     if requested not in ("cpu", "cuda"):
         raise ConfigError(f"unknown device {requested!r}; use 'auto', 'cpu' or 'cuda'")
     return torch.device(requested)

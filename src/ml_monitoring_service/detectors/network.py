@@ -85,13 +85,16 @@ class ServiceTransformerAutoencoder(nn.Module):
         """``[1, W, S, D]`` position + service embeddings added to every token."""
         service_ids = torch.arange(services, device=device)
         return (
-            self.position_embedding[:steps, None, :] + self.service_embedding(service_ids)[None, :, :]
+            self.position_embedding[:steps, None, :]
+            + self.service_embedding(service_ids)[None, :, :]
         )[None]
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x`` (``[B, W, S, F]``) given calendar ``context`` (``[B, W, C]``)."""
         batch, steps, services, _ = x.shape
-        context_per_service = context[:, :, None, :].expand(batch, steps, services, context.shape[-1])
+        context_per_service = context[:, :, None, :].expand(
+            batch, steps, services, context.shape[-1]
+        )
         identity = self._identity_embeddings(steps, services, x.device)
         tokens = self.input_projection(torch.cat([x, context_per_service], dim=-1)) + identity
         for index, layer in enumerate(self.encoder):
@@ -103,8 +106,10 @@ class ServiceTransformerAutoencoder(nn.Module):
         return self.output_projection(tokens)
 
     def _bottleneck(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Pool in time by ``temporal_pool``, squeeze to ``latent_dim``, expand back to ``W`` steps."""
+        """Pool time by ``temporal_pool``, squeeze to ``latent_dim``, expand back to ``W`` steps."""
         batch, steps, services, width = tokens.shape
-        pooled = tokens.reshape(batch, steps // self.temporal_pool, self.temporal_pool, services, width)
+        pooled = tokens.reshape(
+            batch, steps // self.temporal_pool, self.temporal_pool, services, width
+        )
         latent = self.to_latent(pooled.mean(dim=2))
         return latent.repeat_interleave(self.temporal_pool, dim=1)

@@ -113,7 +113,11 @@ class TransformerAutoencoderDetector(WindowDetector):
             self.epoch_losses_.append((train_loss, val_loss))
             progress.set_postfix(train=f"{train_loss:.4f}", val=f"{val_loss:.4f}")
             if val_loss < best_loss - 1e-6:
-                best_loss, best_state, stale = val_loss, copy.deepcopy(self.network_.state_dict()), 0
+                best_loss, best_state, stale = (
+                    val_loss,
+                    copy.deepcopy(self.network_.state_dict()),
+                    0,
+                )
             else:
                 stale += 1
                 if stale >= self.patience:
@@ -187,7 +191,9 @@ def _subsample(windows: Windows, limit: int, generator: torch.Generator) -> Wind
     if len(windows) <= limit:
         return windows
     keep = np.sort(torch.randperm(len(windows), generator=generator)[:limit].numpy())
-    return Windows(windows.values[keep], windows.context[keep], windows.starts[keep], windows.ends[keep])
+    return Windows(
+        windows.values[keep], windows.context[keep], windows.starts[keep], windows.ends[keep]
+    )
 
 
 def _as_tensors(windows: Windows) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # headless: the daemon never has a display
 import matplotlib.pyplot as plt
 import networkx as nx
 import numpy as np
+from matplotlib.dates import date2num
 
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.pipeline.periods import AnomalousPeriod
@@ -58,7 +59,7 @@ def plot_score_timeline(
     axes.plot(result.ends, result.window_scores, linewidth=0.8, label="window score")
     axes.axhline(result.threshold, color="red", linestyle="--", label="threshold")
     for period in periods:
-        axes.axvspan(period.start, period.end, color="red", alpha=0.15)
+        axes.axvspan(date2num(period.start), date2num(period.end), color="red", alpha=0.15)
     axes.set_yscale("log")
     axes.set_title(title)
     axes.set_ylabel("score (log)")

@@ -66,13 +66,23 @@ def score_variant(
     plot_score_timeline(result, periods, paths["timeline"], title)
     logger.info(
         "[%s/%s] %d windows scored, %d anomalous (%.1f%%) in %d periods",
-        config.name, variant.label, summary["windows_scored"], summary["anomalies"],
-        100 * summary["anomaly_rate"], len(periods),
+        config.name,
+        variant.label,
+        summary["windows_scored"],
+        summary["anomalies"],
+        100 * summary["anomaly_rate"],
+        len(periods),
     )
     for period in periods:
         logger.warning(
             "[%s/%s] ANOMALY %s → %s peak %.3g (threshold %.3g): %s/%s",
-            config.name, variant.label, period.start, period.end, period.peak_score,
-            result.threshold, period.top_service, period.top_metric,
+            config.name,
+            variant.label,
+            period.start,
+            period.end,
+            period.peak_score,
+            result.threshold,
+            period.top_service,
+            period.top_metric,
         )
     return InferenceOutcome(variant, result, summary, tuple(paths.values()))

@@ -1,4 +1,4 @@
-"""Where trained models live: ``<output>/<set>/models/<variant>/<version>/`` plus a ``CURRENT`` pointer.
+"""Where models live: ``<output>/<set>/models/<variant>/<version>/`` and a ``CURRENT`` pointer.
 
 A new model is written to a hidden temporary directory and renamed into place, then ``CURRENT`` is
 replaced atomically (``os.replace``). A crash mid-save therefore never leaves a half-written model

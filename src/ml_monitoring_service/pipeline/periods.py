@@ -45,7 +45,7 @@ def anomalous_periods(result: ScoreResult) -> list[AnomalousPeriod]:
     edges = np.diff(np.concatenate([[0], flags, [0]]))
     runs: list[list[int]] = []
     for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-        if runs and result.starts[first] <= result.ends[runs[-1][1] - 1]:
+        if runs and result.starts[int(first)] <= result.ends[runs[-1][1] - 1]:
             runs[-1][1] = int(stop)
         else:
             runs.append([int(first), int(stop)])
@@ -53,7 +53,7 @@ def anomalous_periods(result: ScoreResult) -> list[AnomalousPeriod]:
 
 
 def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, float]]:
-    """Services ordered by their peak score over the selected ``windows`` (bool ``[N]``), highest first.
+    """Services by their peak score over the selected ``windows`` (bool ``[N]``), highest first.
 
     The peak, not the sum, so a service that is briefly far off outranks one that is mildly off
     throughout, which is how a root cause usually looks next to the services it drags along.

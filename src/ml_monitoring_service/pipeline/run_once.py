@@ -27,8 +27,13 @@ def run_training(
 ) -> list[TrainingOutcome]:
     """Fetch the training period once and train one model per variant."""
     frame = training_data(config, now).frame
-    logger.info("[%s] training data: %d rows from %s to %s", config.name, len(frame),
-                frame["timestamp"].min(), frame["timestamp"].max())
+    logger.info(
+        "[%s] training data: %d rows from %s to %s",
+        config.name,
+        len(frame),
+        frame["timestamp"].min(),
+        frame["timestamp"].max(),
+    )
     outcomes = []
     for variant in variants:
         outcome = train_variant(config, frame, variant, env.output_dir)
@@ -38,8 +43,12 @@ def run_training(
             variant.label,
             detector.get_params(),
             detector.epoch_losses_,
-            {"threshold": detector.threshold_, "parameters": detector.parameter_count(),
-             "best_epoch": detector.best_epoch_, "training_seconds": outcome.seconds},
+            {
+                "threshold": detector.threshold_,
+                "parameters": detector.parameter_count(),
+                "best_epoch": detector.best_epoch_,
+                "training_seconds": outcome.seconds,
+            },
             outcome.version_dir,
         )
         outcomes.append(outcome)
@@ -53,11 +62,13 @@ def run_inference(
     now: pd.Timestamp,
     tracker: RunTracker,
 ) -> list[InferenceOutcome]:
-    """Score the inference period with each variant's current model, training first if none exists."""
+    """Score the inference period with each variant's current model (trained first if missing)."""
     models = {v: load_current(model_root(env.output_dir, config.name, v.name)) for v in variants}
     missing = [variant for variant, model in models.items() if model is None]
     if missing:
-        logger.info("[%s] no model yet for %s: training first", config.name, [v.label for v in missing])
+        logger.info(
+            "[%s] no model yet for %s: training first", config.name, [v.label for v in missing]
+        )
         for trained in run_training(config, env, missing, now, tracker):
             models[trained.variant] = (trained.detector, trained.version_dir.name)
     frame = inference_data(config, now).frame

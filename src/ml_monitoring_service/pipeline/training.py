@@ -29,7 +29,9 @@ class TrainingOutcome:
     seconds: float
 
 
-def build_detector(config: ServiceSetConfig, *, show_progress: bool = True) -> TransformerAutoencoderDetector:
+def build_detector(
+    config: ServiceSetConfig, *, show_progress: bool = True
+) -> TransformerAutoencoderDetector:
     """The set's detector with every hyper-parameter taken from its validated configuration."""
     model = config.model
     return TransformerAutoencoderDetector(
@@ -58,7 +60,7 @@ def build_detector(config: ServiceSetConfig, *, show_progress: bool = True) -> T
 def chronological_split(
     tensor: ServiceTensor, validation_fraction: float, window_size: int
 ) -> tuple[ServiceTensor, ServiceTensor]:
-    """Earlier steps train, the latest ``validation_fraction`` validate (no shuffling across time)."""
+    """Earlier steps train, the latest ``validation_fraction`` validate (no shuffle across time)."""
     n_val = int(round(tensor.n_steps * validation_fraction))
     if n_val < window_size or tensor.n_steps - n_val < window_size:
         raise InsufficientDataError(
@@ -78,7 +80,7 @@ def train_variant(
     *,
     show_progress: bool = True,
 ) -> TrainingOutcome:
-    """Densify ``frame``, fit the detector, and store it as the set's current model for ``variant``."""
+    """Densify ``frame``, fit the detector, store it as the set's current model for ``variant``."""
     started = time.perf_counter()
     tensor = densify(frame, config.services, list(config.metrics), variant)
     train, val = chronological_split(
@@ -86,14 +88,23 @@ def train_variant(
     )
     logger.info(
         "[%s/%s] training on %d steps, validating on %d steps",
-        config.name, variant.label, train.n_steps, val.n_steps,
+        config.name,
+        variant.label,
+        train.n_steps,
+        val.n_steps,
     )
     detector = build_detector(config, show_progress=show_progress).fit(train, val)
     version_dir = save_new_version(detector, model_root(output_dir, config.name, variant.name))
     seconds = time.perf_counter() - started
     logger.info(
         "[%s/%s] model %s saved: %d parameters, best epoch %d/%d, threshold %.4g, %.1f s",
-        config.name, variant.label, version_dir.name, detector.parameter_count(),
-        detector.best_epoch_, len(detector.epoch_losses_), detector.threshold_, seconds,
+        config.name,
+        variant.label,
+        version_dir.name,
+        detector.parameter_count(),
+        detector.best_epoch_,
+        len(detector.epoch_losses_),
+        detector.threshold_,
+        seconds,
     )
     return TrainingOutcome(variant, detector, version_dir, seconds)

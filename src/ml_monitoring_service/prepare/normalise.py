@@ -36,7 +36,9 @@ class RobustScaler:
     def fit(self, values: np.ndarray) -> RobustScaler:
         """Fit on ``[T, S, F]`` training values (``NaN`` ignored)."""
         if values.ndim != 3 or values.shape[0] == 0:
-            raise DataValidationError(f"scaler needs a non-empty [T, S, F] array, got shape {values.shape}")
+            raise DataValidationError(
+                f"scaler needs a non-empty [T, S, F] array, got shape {values.shape}"
+            )
         with np.errstate(all="ignore"):
             median = np.nanmedian(values, axis=0)
             q75, q25 = np.nanpercentile(values, [75, 25], axis=0)

@@ -32,11 +32,15 @@ class Variant:
             try:
                 freq = pd.Timedelta(spec)
             except ValueError:
-                raise ConfigError(f"variant {text!r}: {spec!r} is not a frequency like 1s, 30s, 1min") from None
+                raise ConfigError(
+                    f"variant {text!r}: {spec!r} is not a frequency like 1s, 30s, 1min"
+                ) from None
             if freq <= pd.Timedelta(0):
                 raise ConfigError(f"variant {text!r}: frequency must be positive")
             return cls("grid", freq)
-        raise ConfigError(f"unknown variant {text!r}; use 'event' or 'grid:<freq>' such as 'grid:30s'")
+        raise ConfigError(
+            f"unknown variant {text!r}; use 'event' or 'grid:<freq>' such as 'grid:30s'"
+        )
 
     @property
     def label(self) -> str:
