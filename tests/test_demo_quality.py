@@ -38,6 +38,4 @@ def test_demo_incidents_are_detected_and_attributed() -> None:
     quality = detection_quality(result, spans)
     assert quality.roc_auc >= 0.9
     assert quality.events_detected == quality.events
-    # Measured 0.6 (dropouts and a level shift are blamed on the services they drag along). The
-    # target is 0.8 and needs graph-aware ranking; this floor only guards against regressions.
-    assert quality.root_cause_top1 >= 0.6
+    assert quality.root_cause_top1 >= 0.8

@@ -55,7 +55,9 @@ def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFram
     # severity is an event attribute: not carried forward, 0 where the service did not log
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 2.0])
     np.testing.assert_array_equal(tensor.observed[:, 0], [True, False, True, False])
-    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 0.0, 1.0, 0.0])
+    # observations in the last COUNT_HORIZON (8) steps
+    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 1.0, 2.0, 2.0])
+    np.testing.assert_array_equal(tensor.values[:, 1, 2], [0.0, 1.0, 1.0, 2.0])
 
 
 def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
@@ -65,7 +67,7 @@ def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
     np.testing.assert_array_equal(tensor.values[:, 0, 0], [1.0, 1.0, 2.0, 2.0, 2.0])
     np.testing.assert_array_equal(tensor.values[1:, 1, 0], [10.0, 10.0, 10.0, 20.0])
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 0.0, 2.0])
-    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 1.0, 2.0, 2.0, 2.0])
 
 
 def test_grid_bucket_takes_last_value_and_max_severity() -> None:
@@ -81,6 +83,24 @@ def test_grid_bucket_takes_last_value_and_max_severity() -> None:
     tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:30s"))
     assert tensor.values.shape == (1, 1, 3)
     np.testing.assert_array_equal(tensor.values[0, 0], [3.0, 2.0, 3.0])
+
+
+def test_event_count_reveals_a_silent_service() -> None:
+    t = pd.Timestamp("2024-05-01", tz="UTC")
+    steps = pd.date_range(t, periods=40, freq="1s")
+    silent = (steps >= t + pd.Timedelta("20s")) & (steps < t + pd.Timedelta("30s"))
+    frame = pd.DataFrame(
+        {
+            "timestamp": list(steps) + list(steps[~silent]),
+            "service": ["a"] * 40 + ["b"] * int((~silent).sum()),
+            "cpu": 1.0,
+            "severity_level": 0.0,
+        }
+    )
+    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("grid:1s"))
+    counts = tensor.values[:, 1, 2]
+    assert counts[19] == 8 and counts[27] == 0 and counts[37] == 8
+    assert tensor.values[27, 1, 0] == 1.0  # the gauge is forward-filled and looks calm
 
 
 def test_densify_rejects_data_without_configured_services(frame: pd.DataFrame) -> None:

@@ -6,9 +6,11 @@ Missing-value policy (the same for training and inference, so the model sees one
   sample arrives, which is what Prometheus itself assumes between scrapes;
 * ``severity_level`` is *not* forward-filled: no log event at a step means no warning or error at
   that step, so it is filled with 0;
-* ``event_count`` is the number of observations of the service in the step (0 or 1 for ``event``,
-  the bucket's count for ``grid``). It is what reveals a service that went silent: forward-filled
-  gauges of a dead service look perfectly calm, its event count does not;
+* ``event_count`` is the number of observations of the service in the last ``COUNT_HORIZON``
+  steps (per step that is 0 or 1 for ``event``, the bucket's count for ``grid``). It is what
+  reveals a service that went silent: forward-filled gauges of a dead service look perfectly calm.
+  Summing over a few steps matters: one empty step is ordinary Poisson noise, eight in a row are
+  not, and a per-step count would bury that in noise;
 * steps before a service's first observation stay ``NaN`` here; the normaliser maps them to the
   training median (0 after scaling), so they neither inflate nor hide anomalies.
 
@@ -68,6 +70,7 @@ class ServiceTensor:
 
 
 EVENT_COUNT = "event_count"
+COUNT_HORIZON = 8
 
 
 def feature_names(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -103,7 +106,7 @@ def densify(
         [
             _as_steps_features_services(gauges, services),
             _as_steps_features_services(severity, services),
-            counts.fillna(0.0).to_numpy(dtype=np.float64)[:, None, :],
+            counts.fillna(0.0).rolling(COUNT_HORIZON, min_periods=1).sum().to_numpy()[:, None, :],
         ],
         axis=1,
     )
