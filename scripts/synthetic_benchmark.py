@@ -451,6 +451,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "validation_fraction": VALIDATION_FRACTION,
             "torch_threads": args.torch_threads,
         },
+        "code": code_version(),
         "summary": summary,
         "runs": runs,
         "wall_seconds": time.perf_counter() - started,
@@ -460,6 +461,28 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
     return payload
+
+
+def code_version() -> dict[str, Any]:
+    """Commit and whether ``src/`` differs from it: the benchmark measures the code it ran on."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(  # noqa: S603 - fixed git invocation
+            ["git", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,  # noqa: S607
+        )
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "src_modified": bool(git("status", "--short", "src")),
+    }
 
 
 def _json_default(value: Any) -> Any:
