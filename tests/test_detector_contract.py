@@ -155,3 +155,20 @@ def test_corrupt_model_directory_is_a_clear_error(fitted: WindowDetector, tmp_pa
     (tmp_path / "model" / "metadata.json").write_text("{not json")
     with pytest.raises(ModelMismatchError, match="corrupt"):
         WindowDetector.load(tmp_path / "model")
+
+
+def test_seeded_cpu_training_is_reproducible(train_val_test) -> None:
+    train, val, test = train_val_test
+    first = fast_transformer().fit(train, val).score(test).window_scores
+    second = fast_transformer().fit(train, val).score(test).window_scores
+    np.testing.assert_array_equal(first, second)
+
+
+def test_parameters_grow_only_with_the_service_embedding() -> None:
+    from ml_monitoring_service.detectors.network import ServiceTransformerAutoencoder
+
+    def count(services: int) -> int:
+        network = ServiceTransformerAutoencoder(services, 7, 4, 32, d_model=32)
+        return sum(p.numel() for p in network.parameters())
+
+    assert count(50) - count(6) == 44 * 32  # one 32-wide embedding row per extra service

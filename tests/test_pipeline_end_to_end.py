@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ml_monitoring_service.cli import main
+from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, load_config
 from ml_monitoring_service.detectors import WindowDetector
 from ml_monitoring_service.pipeline.model_store import current_version, model_root
 
@@ -125,3 +127,31 @@ def test_configuration_errors_exit_2_with_a_message(
     good.write_text(SMALL_DEMO)
     assert run_cli(good, "--run-once-inference", "--inference-variants", "grid:soon") == 2
     assert "not a frequency" in caplog.text
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "reference-recording"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared/data/reference-recording not present")
+def test_reference_recording_runs_through_the_file_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped `reference` set: a real 3-service recording, replayed from disk."""
+    reference = load_config(DEFAULT_CONFIG_PATH).service_set("reference")
+    raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+    raw["service_sets"] = {"reference": raw["service_sets"]["reference"]}
+    for key in ("training_path", "inference_path"):
+        path = raw["service_sets"]["reference"]["file"][key]
+        raw["service_sets"]["reference"]["file"][key] = str(DEFAULT_CONFIG_PATH.parents[1] / path)
+    config = tmp_path / "reference.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "output"))
+    args = ["--config", str(config), "--active-set", "reference", "--no-tracking"]
+    assert main([*args, "--run-once-inference", "--inference-variants", "grid:1s"]) == 0
+    summary_path = tmp_path / "output" / "reference" / "inference_summary_grid_1s.json"
+    summary = json.loads(summary_path.read_text())
+    assert set(summary["service_scores"]) == set(reference.services)
+    assert summary["windows_scored"] > 1000
+    # inference overlaps training in this recording: most of it must look normal
+    assert summary["anomaly_rate"] < 0.1

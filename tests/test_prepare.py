@@ -55,9 +55,9 @@ def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFram
     # severity is an event attribute: not carried forward, 0 where the service did not log
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 2.0])
     np.testing.assert_array_equal(tensor.observed[:, 0], [True, False, True, False])
-    # observations in the last COUNT_HORIZON (8) steps
-    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 1.0, 2.0, 2.0])
-    np.testing.assert_array_equal(tensor.values[:, 1, 2], [0.0, 1.0, 1.0, 2.0])
+    # square root of the observations in the last COUNT_HORIZON (8) steps
+    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [1.0, 1.0, 2.0, 2.0])
+    np.testing.assert_allclose(tensor.values[:, 1, 2] ** 2, [0.0, 1.0, 1.0, 2.0])
 
 
 def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
@@ -67,7 +67,7 @@ def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
     np.testing.assert_array_equal(tensor.values[:, 0, 0], [1.0, 1.0, 2.0, 2.0, 2.0])
     np.testing.assert_array_equal(tensor.values[1:, 1, 0], [10.0, 10.0, 10.0, 20.0])
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 0.0, 2.0])
-    np.testing.assert_array_equal(tensor.values[:, 0, 2], [1.0, 1.0, 2.0, 2.0, 2.0])
+    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [1.0, 1.0, 2.0, 2.0, 2.0])
 
 
 def test_grid_bucket_takes_last_value_and_max_severity() -> None:
@@ -82,7 +82,7 @@ def test_grid_bucket_takes_last_value_and_max_severity() -> None:
     )
     tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:30s"))
     assert tensor.values.shape == (1, 1, 3)
-    np.testing.assert_array_equal(tensor.values[0, 0], [3.0, 2.0, 3.0])
+    np.testing.assert_allclose(tensor.values[0, 0], [3.0, 2.0, np.sqrt(3.0)])
 
 
 def test_event_count_reveals_a_silent_service() -> None:
@@ -98,8 +98,8 @@ def test_event_count_reveals_a_silent_service() -> None:
         }
     )
     tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("grid:1s"))
-    counts = tensor.values[:, 1, 2]
-    assert counts[19] == 8 and counts[27] == 0 and counts[37] == 8
+    counts = tensor.values[:, 1, 2] ** 2
+    assert counts[19] == pytest.approx(8) and counts[27] == 0 and counts[37] == pytest.approx(8)
     assert tensor.values[27, 1, 0] == 1.0  # the gauge is forward-filled and looks calm
 
 

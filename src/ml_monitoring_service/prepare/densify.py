@@ -10,7 +10,9 @@ Missing-value policy (the same for training and inference, so the model sees one
   steps (per step that is 0 or 1 for ``event``, the bucket's count for ``grid``). It is what
   reveals a service that went silent: forward-filled gauges of a dead service look perfectly calm.
   Summing over a few steps matters: one empty step is ordinary Poisson noise, eight in a row are
-  not, and a per-step count would bury that in noise;
+  not, and a per-step count would bury that in noise. The feature is the square root of that
+  count, the variance-stabilising transform for Poisson counts: silence stays far from normal,
+  while ordinary traffic bursts (real services log in trace bursts) are not scored as outages;
 * steps before a service's first observation stay ``NaN`` here; the normaliser maps them to the
   training median (0 after scaling), so they neither inflate nor hide anomalies.
 
@@ -106,7 +108,9 @@ def densify(
         [
             _as_steps_features_services(gauges, services),
             _as_steps_features_services(severity, services),
-            counts.fillna(0.0).rolling(COUNT_HORIZON, min_periods=1).sum().to_numpy()[:, None, :],
+            np.sqrt(counts.fillna(0.0).rolling(COUNT_HORIZON, min_periods=1).sum().to_numpy())[
+                :, None, :
+            ],
         ],
         axis=1,
     )
