@@ -93,8 +93,8 @@ class WindowDetector(ABC):
             name
             for klass in type(self).__mro__
             if klass is not ABC and "__init__" in vars(klass)
-            for name in inspect.signature(vars(klass)["__init__"]).parameters
-            if name not in ("self", "args", "kwargs")
+            for name, parameter in inspect.signature(vars(klass)["__init__"]).parameters.items()
+            if name != "self" and parameter.kind is inspect.Parameter.KEYWORD_ONLY
         ]
         return {name: getattr(self, name) for name in dict.fromkeys(names)}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
@@ -24,21 +25,8 @@ class RandomDetector(WindowDetector):
 
     kind = "random"
 
-    def __init__(
-        self,
-        *,
-        window_size: int = 32,
-        train_stride: int = 4,
-        score_stride: int = 1,
-        threshold_percentile: float = 99.0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            window_size=window_size,
-            train_stride=train_stride,
-            score_stride=score_stride,
-            threshold_percentile=threshold_percentile,
-        )
+    def __init__(self, *, seed: int = 0, **window_params: Any) -> None:
+        super().__init__(**window_params)
         self.seed = seed
 
     def _fit_windows(self, train: Windows, val: Windows) -> None:
@@ -75,21 +63,8 @@ class PCADetector(WindowDetector):
 
     kind = "pca"
 
-    def __init__(
-        self,
-        *,
-        window_size: int = 32,
-        train_stride: int = 4,
-        score_stride: int = 1,
-        threshold_percentile: float = 99.0,
-        variance: float = 0.9,
-    ) -> None:
-        super().__init__(
-            window_size=window_size,
-            train_stride=train_stride,
-            score_stride=score_stride,
-            threshold_percentile=threshold_percentile,
-        )
+    def __init__(self, *, variance: float = 0.9, **window_params: Any) -> None:
+        super().__init__(**window_params)
         self.variance = variance
 
     def _fit_windows(self, train: Windows, val: Windows) -> None:
@@ -137,22 +112,8 @@ class IsolationForestDetector(WindowDetector):
 
     kind = "isolation_forest"
 
-    def __init__(
-        self,
-        *,
-        window_size: int = 32,
-        train_stride: int = 4,
-        score_stride: int = 1,
-        threshold_percentile: float = 99.0,
-        n_estimators: int = 200,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            window_size=window_size,
-            train_stride=train_stride,
-            score_stride=score_stride,
-            threshold_percentile=threshold_percentile,
-        )
+    def __init__(self, *, n_estimators: int = 200, seed: int = 0, **window_params: Any) -> None:
+        super().__init__(**window_params)
         self.n_estimators = n_estimators
         self.seed = seed
 

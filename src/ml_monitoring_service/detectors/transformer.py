@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,10 +36,6 @@ class TransformerAutoencoderDetector(WindowDetector):
     def __init__(
         self,
         *,
-        window_size: int = 32,
-        train_stride: int = 4,
-        score_stride: int = 1,
-        threshold_percentile: float = 99.0,
         d_model: int = 32,
         n_heads: int = 4,
         n_layers: int = 1,
@@ -54,13 +51,9 @@ class TransformerAutoencoderDetector(WindowDetector):
         device: str = "auto",
         seed: int = 0,
         show_progress: bool = True,
+        **window_params: Any,
     ) -> None:
-        super().__init__(
-            window_size=window_size,
-            train_stride=train_stride,
-            score_stride=score_stride,
-            threshold_percentile=threshold_percentile,
-        )
+        super().__init__(**window_params)
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
