@@ -39,8 +39,8 @@ import torch
 from sklearn.metrics import precision_recall_curve
 
 from ml_monitoring_service.data.demo import DEMO_METRICS, DEMO_SERVICES, generate_demo
-from ml_monitoring_service.data.readers import read_combined
-from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.data.readers import numeric_columns, read_combined
+from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
 from ml_monitoring_service.detectors import (
     IsolationForestDetector,
     PCADetector,
@@ -120,22 +120,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def load_recording(path: Path) -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]]:
     """A combined dataset file, its metrics (numeric columns but severity) and its services."""
-    raw = _raw_columns(path)
-    metrics = tuple(
-        c
-        for c in raw.columns
-        if c not in (TIMESTAMP, SERVICE, SEVERITY) and pd.api.types.is_numeric_dtype(raw[c])
-    )
+    metrics = numeric_columns(path)
     frame = read_combined(path, metrics)
     services = tuple(sorted(frame[SERVICE].astype(str).unique()))
     return frame, services, metrics
-
-
-def _raw_columns(path: Path) -> pd.DataFrame:
-    from ml_monitoring_service.data import readers
-
-    # The readers' own format table, so "any file the file source reads" holds by construction.
-    return readers._READERS[readers._format_of(path)](path)  # noqa: SLF001
 
 
 def split_recording(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

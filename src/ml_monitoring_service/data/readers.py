@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml_monitoring_service.data.schema import TIMESTAMP, to_utc, validate_combined
+from ml_monitoring_service.data.schema import (
+    SERVICE,
+    SEVERITY,
+    TIMESTAMP,
+    to_utc,
+    validate_combined,
+)
 from ml_monitoring_service.errors import DataValidationError
 
 # The reference recording stores a microsecond-precise copy of each event time next to a
@@ -107,6 +113,21 @@ def read_combined(
         return validate_combined(_prefer_precise_timestamp(frame), services, metrics)
     except DataValidationError as exc:
         raise DataValidationError(f"{str(path)!r}: {exc}") from exc
+
+
+def numeric_columns(path: str | Path) -> tuple[str, ...]:
+    """Numeric columns of a combined dataset file other than the reserved ones: its metrics.
+
+    Lets tools run on "any file the file source reads" without a configured metric list.
+    """
+    path = Path(path)
+    frame = _READERS[_format_of(path)](path)
+    reserved = {TIMESTAMP, SERVICE, SEVERITY, PRECISE_TIMESTAMP}
+    return tuple(
+        column
+        for column in frame.columns
+        if column not in reserved and pd.api.types.is_numeric_dtype(frame[column])
+    )
 
 
 def write_combined(df: pd.DataFrame, path: str | Path) -> Path:
