@@ -55,7 +55,7 @@ def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFram
     # severity is an event attribute: not carried forward, 0 where the service did not log
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 2.0])
     np.testing.assert_array_equal(tensor.observed[:, 0], [True, False, True, False])
-    # square root of the observations in the last COUNT_HORIZON (8) steps
+    # square root of the observations in the last count_horizon (4 min: all of them here)
     np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [1.0, 1.0, 2.0, 2.0])
     np.testing.assert_allclose(tensor.values[:, 1, 2] ** 2, [0.0, 1.0, 1.0, 2.0])
 
@@ -97,7 +97,7 @@ def test_event_count_reveals_a_silent_service() -> None:
             "severity_level": 0.0,
         }
     )
-    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("grid:1s"))
+    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("grid:1s"), pd.Timedelta("8s"))
     counts = tensor.values[:, 1, 2] ** 2
     assert counts[19] == pytest.approx(8) and counts[27] == 0 and counts[37] == pytest.approx(8)
     assert tensor.values[27, 1, 0] == 1.0  # the gauge is forward-filled and looks calm

@@ -64,6 +64,7 @@ class PreprocessingConfig(_Strict):
     window_size: int = Field(32, ge=4, le=4096)
     train_stride: int = Field(4, ge=1)
     score_stride: int = Field(1, ge=1)
+    count_horizon: Duration = pd.Timedelta("4min")
     variants: tuple[str, ...] = ("event", "grid:30s")
 
     @field_validator("variants")

@@ -49,7 +49,9 @@ def score_variant(
     output_dir: Path,
 ) -> InferenceOutcome:
     """Densify ``frame`` like training did, score it, and write summary JSON and PNGs."""
-    tensor = densify(frame, config.services, list(config.metrics), variant)
+    tensor = densify(
+        frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
+    )
     result = detector.score(tensor)
     periods = anomalous_periods(result)
     summary = build_summary(

@@ -82,7 +82,9 @@ def train_variant(
 ) -> TrainingOutcome:
     """Densify ``frame``, fit the detector, store it as the set's current model for ``variant``."""
     started = time.perf_counter()
-    tensor = densify(frame, config.services, list(config.metrics), variant)
+    tensor = densify(
+        frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
+    )
     train, val = chronological_split(
         tensor, config.model.validation_fraction, config.preprocessing.window_size
     )

@@ -6,11 +6,11 @@ Missing-value policy (the same for training and inference, so the model sees one
   sample arrives, which is what Prometheus itself assumes between scrapes;
 * ``severity_level`` is *not* forward-filled: no log event at a step means no warning or error at
   that step, so it is filled with 0;
-* ``event_count`` is the number of observations of the service in the last ``COUNT_HORIZON``
-  steps (per step that is 0 or 1 for ``event``, the bucket's count for ``grid``). It is what
-  reveals a service that went silent: forward-filled gauges of a dead service look perfectly calm.
-  Summing over a few steps matters: one empty step is ordinary Poisson noise, eight in a row are
-  not, and a per-step count would bury that in noise. The feature is the square root of that
+* ``event_count`` is the number of observations of the service in the last ``count_horizon`` of
+  time (default 4 minutes, the same span for every variant). It is what reveals a service that
+  went silent: forward-filled gauges of a dead service look perfectly calm. Counting over minutes
+  matters: one empty step is ordinary Poisson noise, four silent minutes are not, and a count per
+  step (or per few events) would bury that in noise. The feature is the square root of that
   count, the variance-stabilising transform for Poisson counts: silence stays far from normal,
   while ordinary traffic bursts (real services log in trace bursts) are not scored as outages;
 * steps before a service's first observation stay ``NaN`` here; the normaliser maps them to the
@@ -72,7 +72,7 @@ class ServiceTensor:
 
 
 EVENT_COUNT = "event_count"
-COUNT_HORIZON = 8
+DEFAULT_COUNT_HORIZON = pd.Timedelta("4min")
 
 
 def feature_names(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -85,6 +85,7 @@ def densify(
     services: Sequence[str],
     metrics: Sequence[str],
     variant: Variant,
+    count_horizon: pd.Timedelta = DEFAULT_COUNT_HORIZON,
 ) -> ServiceTensor:
     """Turn a validated combined dataset into a :class:`ServiceTensor` using ``variant``."""
     if frame.empty:
@@ -108,9 +109,7 @@ def densify(
         [
             _as_steps_features_services(gauges, services),
             _as_steps_features_services(severity, services),
-            np.sqrt(counts.fillna(0.0).rolling(COUNT_HORIZON, min_periods=1).sum().to_numpy())[
-                :, None, :
-            ],
+            np.sqrt(counts.fillna(0.0).rolling(count_horizon).sum().to_numpy())[:, None, :],
         ],
         axis=1,
     )
