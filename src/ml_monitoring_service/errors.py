@@ -28,3 +28,11 @@ class NotFittedError(MonitoringError, ValueError):
 
 class InsufficientDataError(DataValidationError):
     """Too few time points to form even one window (e.g. a coarse grid on a short recording)."""
+
+
+class BackendError(MonitoringError):
+    """A backend (Splunk, Prometheus) request failed; the message names backend, query and cause."""
+
+
+class BackendUnavailableError(BackendError):
+    """The backend's circuit breaker is open: recent requests all failed, so none is sent."""

@@ -1,0 +1,1 @@
+"""Clients that fetch raw telemetry from Splunk and Prometheus and combine it."""
