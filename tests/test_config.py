@@ -7,7 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, EnvironmentSettings, load_config
+from ml_monitoring_service.config import (
+    DEFAULT_CONFIG_PATH,
+    DEFAULT_SHARED_DATA_DIR,
+    EnvironmentSettings,
+    load_config,
+)
 from ml_monitoring_service.errors import ConfigError
 
 MINIMAL = """
@@ -18,6 +23,14 @@ service_sets:
     relationships: {a: [b]}
     metrics: {cpu: 'rate(cpu{service="$service"}[1m])'}
 """
+
+
+FILE_SECTION = """    source: file
+    file:
+      format: pod_recording
+      training_path: ${SHARED_DATA_DIR}/day
+      inference_path: $RECORDINGS/day
+      training_range: RANGE"""
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -56,6 +69,19 @@ def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
         ),
         (("[a, b]", "[a, a]"), "duplicate services"),
         (("    source: demo", "    source: file"), "needs a 'file' section"),
+        (("    source: demo", "    source: splunk+prometheus"), "log_query' containing $service"),
+        (
+            ("    source: demo", "    source: demo\n    collect: {prometheus_mode: sometimes}"),
+            "collect.prometheus_mode",
+        ),
+        (
+            ("    source: demo", FILE_SECTION.replace("RANGE", "[2024-01-02, 2024-01-01]")),
+            "is not before end",
+        ),
+        (
+            ("    source: demo", FILE_SECTION.replace("RANGE", "[2024-01-01]")),
+            "expected [start, end]",
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_reason(
@@ -95,3 +121,40 @@ def test_bad_environment_value_is_named(tmp_path: Path) -> None:
         EnvironmentSettings.from_environment(
             {"PROMETHEUS_URL": "localhost:9090"}, dotenv_path=tmp_path / "none"
         )
+
+
+def test_file_source_paths_expand_variables_and_ranges_are_utc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SHARED_DATA_DIR", raising=False)
+    monkeypatch.setenv("RECORDINGS", "/data/recordings")
+    text = MINIMAL.replace(
+        "    source: demo",
+        FILE_SECTION.replace("RANGE", '["2024-01-01 00:00", "2024-01-01T06:00+01:00"]'),
+    )
+    source = load_config(write(tmp_path, text)).service_set("shop").file
+    assert source is not None
+    assert source.format == "pod_recording"
+    assert source.training_path == DEFAULT_SHARED_DATA_DIR / "day"
+    assert source.inference_path == Path("/data/recordings/day")
+    assert source.training_range == (
+        pd.Timestamp("2024-01-01 00:00", tz="UTC"),
+        pd.Timestamp("2024-01-01 05:00", tz="UTC"),
+    )
+    monkeypatch.setenv("SHARED_DATA_DIR", "/elsewhere")
+    moved = load_config(write(tmp_path, text)).service_set("shop").file
+    assert moved is not None and moved.training_path == Path("/elsewhere/day")
+
+
+def test_collector_environment_settings(tmp_path: Path) -> None:
+    none = tmp_path / "none"
+    defaults = EnvironmentSettings.from_environment({}, dotenv_path=none)
+    assert defaults.requests_verify is True and defaults.download is True
+    off = EnvironmentSettings.from_environment(
+        {"REQUESTS_VERIFY": "false", "DOWNLOAD": "false"}, dotenv_path=none
+    )
+    assert off.requests_verify is False and off.download is False
+    bundle = EnvironmentSettings.from_environment(
+        {"REQUESTS_VERIFY": "/etc/ssl/ca.pem"}, dotenv_path=none
+    )
+    assert bundle.requests_verify == Path("/etc/ssl/ca.pem")

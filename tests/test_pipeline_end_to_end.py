@@ -141,9 +141,6 @@ def test_reference_recording_runs_through_the_file_source(
     reference = load_config(DEFAULT_CONFIG_PATH).service_set("reference")
     raw = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     raw["service_sets"] = {"reference": raw["service_sets"]["reference"]}
-    for key in ("training_path", "inference_path"):
-        path = raw["service_sets"]["reference"]["file"][key]
-        raw["service_sets"]["reference"]["file"][key] = str(DEFAULT_CONFIG_PATH.parents[1] / path)
     config = tmp_path / "reference.yaml"
     config.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "output"))

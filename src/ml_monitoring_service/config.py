@@ -14,6 +14,7 @@ typo cannot silently fall back to a default.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -36,6 +37,7 @@ from ml_monitoring_service.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "service_sets.yaml"
+DEFAULT_SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
 
 
 def _parse_duration(value: Any) -> pd.Timedelta:
@@ -128,16 +130,71 @@ class DemoSourceConfig(_Strict):
     event_rate_per_min: float = Field(6.0, gt=0)
 
 
+def _expand_path(value: Any) -> Path:
+    """Expand ``$VAR``/``${VAR}`` from the environment; ``SHARED_DATA_DIR`` has a default.
+
+    Recordings live outside the repository (``../shared/data`` beside it by default), and a
+    deployment moves them by setting one variable instead of editing every path.
+    """
+    defaults = {"SHARED_DATA_DIR": str(DEFAULT_SHARED_DATA_DIR)}
+    text = string.Template(str(value)).safe_substitute({**defaults, **os.environ})
+    return Path(text)
+
+
+ExpandedPath = Annotated[Path, BeforeValidator(_expand_path)]
+
+
+def _parse_time_range(value: Any) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``[start, end]`` as two timestamps (naive ones are UTC); start must precede end."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError(f"expected [start, end], got {value!r}")
+    try:
+        start, end = (pd.Timestamp(v) for v in value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a timestamp in {value!r}: {exc}") from exc
+    start, end = (
+        t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in (start, end)
+    )
+    if start >= end:
+        raise ValueError(f"start {start} is not before end {end}")
+    return start, end
+
+
+TimeRange = Annotated[tuple[pd.Timestamp, pd.Timestamp], BeforeValidator(_parse_time_range)]
+
+
 class FileSourceConfig(_Strict):
-    """Recorded data replayed from disk; paths are relative to the repository root."""
+    """Recorded data replayed from disk; relative paths are relative to the repository root.
 
-    training_path: Path
-    inference_path: Path
+    ``format: combined`` reads one canonical combined-dataset file per purpose;
+    ``format: pod_recording`` reads a directory of per-pod metric CSVs and log CSVs (the Nezha
+    layout), where each entry of the set's ``metrics`` names the source column. The optional
+    ranges cut a stretch out of a recording, so one long recording can supply both a fault-free
+    training period and a scored period.
+    """
 
-    @field_validator("training_path", "inference_path", mode="before")
-    @classmethod
-    def _expand(cls, value: Any) -> Path:
-        return Path(os.path.expandvars(str(value)))
+    format: Literal["combined", "pod_recording"] = "combined"
+    training_path: ExpandedPath
+    inference_path: ExpandedPath
+    training_range: TimeRange | None = None
+    inference_range: TimeRange | None = None
+
+
+class CollectorConfig(_Strict):
+    """How the ``splunk+prometheus`` source queries its backends.
+
+    ``prometheus_mode: event`` samples every metric at the Splunk event times (instant-query
+    semantics); ``range`` samples on a fixed ``step`` regardless of logs, so slow drifts and
+    silent failures are seen even when no service logs.
+    """
+
+    prometheus_mode: Literal["event", "range"] = "event"
+    step: Duration = pd.Timedelta("30s")
+    timeout: Duration = pd.Timedelta("30s")
+    attempts: int = Field(3, ge=1, le=10)
+    backoff: Duration = pd.Timedelta("1s")
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset: Duration = pd.Timedelta("60s")
 
 
 class ServiceSetConfig(_Strict):
@@ -151,6 +208,7 @@ class ServiceSetConfig(_Strict):
     log_query: str = ""
     demo: DemoSourceConfig = DemoSourceConfig()
     file: FileSourceConfig | None = None
+    collect: CollectorConfig = CollectorConfig()
     preprocessing: PreprocessingConfig = PreprocessingConfig()
     model: ModelConfig = ModelConfig()
     detection: DetectionConfig = DetectionConfig()
@@ -178,6 +236,11 @@ class ServiceSetConfig(_Strict):
             raise ValueError(
                 "source 'file' needs a 'file' section with training_path and inference_path"
             )
+        if self.source == "splunk+prometheus" and "$service" not in self.log_query:
+            raise ValueError(
+                "source 'splunk+prometheus' needs a 'log_query' containing $service "
+                "(the Splunk search run once per service)"
+            )
         return self
 
     @property
@@ -197,7 +260,11 @@ class EnvironmentSettings(_Strict):
     splunk_password: SecretStr | None = None
     prometheus_url: str | None = None
     prometheus_token: SecretStr | None = None
-    shared_data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    # TLS verification of both backends: true (default), false, or the path of a CA bundle.
+    requests_verify: bool | Path = True
+    # false: replay raw downloads cached under cache_dir instead of querying the backends.
+    download: bool = True
+    cache_dir: Path = REPO_ROOT / "output" / "cache"
 
     @field_validator("splunk_url", "prometheus_url")
     @classmethod
@@ -210,7 +277,8 @@ class EnvironmentSettings(_Strict):
     def from_environment(
         cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None
     ) -> EnvironmentSettings:
-        """Read ``OUTPUT_DIR``, ``MLFLOW_TRACKING_URI``, ``SPLUNK_*``, ``PROMETHEUS_*``.
+        """Read ``OUTPUT_DIR``, ``MLFLOW_TRACKING_URI``, ``SPLUNK_*``, ``PROMETHEUS_*``,
+        ``REQUESTS_VERIFY``, ``DOWNLOAD`` and ``CACHE_DIR``.
 
         Real environment variables win over ``.env``, so a deployment can override a
         checked-out file.
