@@ -1,0 +1,1 @@
+"""Stand-ins for backends that cannot run in tests; the real client libraries talk to them."""
