@@ -33,9 +33,9 @@ from ml_monitoring_service.collectors.resilience import (
     call_with_retries,
 )
 from ml_monitoring_service.data.schema import (
-    _SEVERITY_NAMES,  # the one mapping of level names; schema.py has no public accessor yet
     SERVICE,
     SEVERITY,
+    SEVERITY_NAMES,
     TIMESTAMP,
     to_utc,
 )
@@ -406,7 +406,7 @@ def _severity_level(value: object) -> float | None:
     if value is None:
         return math.nan
     text = str(value).strip()
-    named = _SEVERITY_NAMES.get(text.lower())
+    named = SEVERITY_NAMES.get(text.lower())
     if named is not None:
         return named
     try:

@@ -31,7 +31,7 @@ _UTC_DTYPE: Final = "datetime64[ns, UTC]"
 _MISSING_TOKENS = frozenset({"", "nan", "null", "none", "na", "n/a"})
 
 # Log level names seen in Splunk exports, mapped onto the numeric severity scale.
-_SEVERITY_NAMES = {
+SEVERITY_NAMES = {
     "debug": 0.0,
     "info": 0.0,
     "notice": 0.0,
@@ -130,7 +130,7 @@ def _to_float(series: pd.Series, column: str) -> pd.Series:
     else:
         text = series.astype(str).str.strip()
         if column == SEVERITY:
-            names = text.str.lower().map(_SEVERITY_NAMES)
+            names = text.str.lower().map(SEVERITY_NAMES)
             text = text.where(names.isna(), names.astype(str))
         values = pd.to_numeric(text, errors="coerce").astype("float64")
         missing = series.isna() | text.str.lower().isin(_MISSING_TOKENS)
