@@ -7,6 +7,14 @@ logic, the outbox is the only thing that touches disk, and the receivers the onl
 touches the network, so each is tested on its own.
 """
 
+from ml_monitoring_service.alerts.delivery import (
+    AlertmanagerReceiver,
+    DeliveryError,
+    Receiver,
+    WebhookReceiver,
+    webhook_body,
+)
+from ml_monitoring_service.alerts.outbox import FlushResult, Outbox
 from ml_monitoring_service.alerts.policy import (
     Alert,
     AlertPolicy,
@@ -20,7 +28,14 @@ __all__ = [
     "Alert",
     "AlertPolicy",
     "AlertPolicyConfig",
+    "AlertmanagerReceiver",
+    "DeliveryError",
+    "FlushResult",
     "Notification",
+    "Outbox",
+    "Receiver",
+    "WebhookReceiver",
     "WindowVerdict",
     "verdicts_from_scores",
+    "webhook_body",
 ]
