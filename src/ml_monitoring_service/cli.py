@@ -16,7 +16,7 @@ from ml_monitoring_service.config import (
     ServiceSetConfig,
     load_config,
 )
-from ml_monitoring_service.errors import MonitoringError
+from ml_monitoring_service.errors import BackendError, MonitoringError
 from ml_monitoring_service.prepare.variants import Variant
 
 logger = logging.getLogger("ml_monitoring_service")
@@ -79,7 +79,11 @@ def _now(text: str | None) -> pd.Timestamp:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the requested one-shot job; exit code 0 on success, 2 on configuration or data errors."""
+    """Run the requested one-shot job.
+
+    Exit code 0 on success, 2 on configuration or data errors (fix the input), 3 when a backend
+    (Splunk, Prometheus) could not be queried (retry later).
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -102,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{outcome.variant.label}: {outcome.summary['anomalies']} anomalous windows of "
                     f"{outcome.summary['windows_scored']} → {outcome.files[0]}"
                 )
+    except BackendError as exc:
+        logger.error("%s", exc)
+        return 3
     except MonitoringError as exc:
         logger.error("%s", exc)
         return 2
