@@ -16,19 +16,22 @@ from ml_monitoring_service.config import (
     ServiceSetConfig,
     load_config,
 )
-from ml_monitoring_service.errors import BackendError, MonitoringError
+from ml_monitoring_service.errors import BackendError, ConfigError, MonitoringError
 from ml_monitoring_service.prepare.variants import Variant
 
 logger = logging.getLogger("ml_monitoring_service")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Flags for one-shot training and inference of a configured service set."""
+    """Flags for the daemon (default) and for one-shot training and inference."""
     parser = argparse.ArgumentParser(
         prog="main.sh",
-        description="Learn normal behaviour of a set of microservices and flag anomalous windows.",
+        description=(
+            "Learn normal behaviour of a set of microservices and flag anomalous windows. "
+            "Without --run-once-* flags, run the monitoring daemon (see docs/DAEMON.md)."
+        ),
     )
-    mode = parser.add_mutually_exclusive_group(required=True)
+    mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--run-once-training",
         action="store_true",
@@ -40,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="score the inference lookback (training first when no model exists)",
     )
     parser.add_argument(
-        "--active-set", default="demo", help="service set from the config (default: demo)"
+        "--active-set",
+        default="demo",
+        help="service set from the config (default: demo); the daemon accepts several, "
+        "comma-separated",
     )
     parser.add_argument(
         "--inference-variants",
@@ -58,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--now",
         default=None,
-        help="end of the inference period as an ISO time (default: current UTC time)",
+        help="end of the inference period as an ISO time (default: current UTC time); "
+        "for the daemon, the time of its start (its clock then advances in real time)",
     )
     parser.add_argument("--no-tracking", action="store_true", help="do not record runs in MLflow")
     parser.add_argument(
@@ -78,11 +85,35 @@ def _now(text: str | None) -> pd.Timestamp:
     return stamp.floor("s")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the requested one-shot job.
+def _set_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
-    Exit code 0 on success, 2 on configuration or data errors (fix the input), 3 when a backend
-    (Splunk, Prometheus) could not be queried (retry later).
+
+def _run_daemon(args: argparse.Namespace) -> None:
+    """Run the daemon on the chosen sets until SIGTERM or SIGINT."""
+    from ml_monitoring_service.daemon.scheduler import Daemon, utc_now
+    from ml_monitoring_service.tracking import RunTracker
+
+    app = load_config(args.config)
+    sets = [app.service_set(name) for name in _set_names(args.active_set)]
+    env = EnvironmentSettings.from_environment()
+    variants = _variants(sets[0], args.variants) if args.variants else None
+    clock = utc_now
+    if args.now:
+        offset = _now(args.now) - utc_now()
+
+        def clock() -> pd.Timestamp:
+            return utc_now() + offset
+
+    tracker = RunTracker(env.mlflow_tracking_uri, enabled=not args.no_tracking)
+    Daemon(sets, env, variants=variants, tracker=tracker, clock=clock).run_forever()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the daemon, or the requested one-shot job.
+
+    Exit code 0 on success (for the daemon: a graceful stop), 2 on configuration or data errors
+    (fix the input), 3 when a backend (Splunk, Prometheus) could not be queried (retry later).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -93,7 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ml_monitoring_service.tracking import RunTracker
 
     try:
-        config = load_config(args.config).service_set(args.active_set)
+        if not (args.run_once_training or args.run_once_inference):
+            _run_daemon(args)
+            return 0
+        names = _set_names(args.active_set)
+        if len(names) != 1:
+            raise ConfigError(f"--run-once-* runs one service set, got {names}")
+        config = load_config(args.config).service_set(names[0])
         env = EnvironmentSettings.from_environment()
         variants = _variants(config, args.variants)
         tracker = RunTracker(env.mlflow_tracking_uri, enabled=not args.no_tracking)

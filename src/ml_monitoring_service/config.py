@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from ml_monitoring_service.alerts.policy import AlertPolicyConfig
 from ml_monitoring_service.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -197,6 +198,23 @@ class CollectorConfig(_Strict):
     breaker_reset: Duration = pd.Timedelta("60s")
 
 
+class LifecycleConfig(_Strict):
+    """How the daemon promotes retrained models (see ``daemon/lifecycle.py``).
+
+    A candidate becomes current only when its training data looked normal to the current model
+    (anomalous-window rate at most ``max_training_anomaly_rate``) and its mean reconstruction
+    error on its own validation data is at most ``1 + validation_tolerance`` times the current
+    model's on the same data. ``exclude`` lists declared maintenance/incident windows (UTC
+    ``[start, end]``) whose rows are dropped from training data. The newest ``keep_versions``
+    promoted versions (and as many rejected ones, under ``rejected/``) are kept on disk.
+    """
+
+    keep_versions: int = Field(3, ge=1)
+    max_training_anomaly_rate: float = Field(0.05, ge=0.0, le=1.0)
+    validation_tolerance: float = Field(0.25, ge=0.0)
+    exclude: tuple[TimeRange, ...] = ()
+
+
 class ServiceSetConfig(_Strict):
     """One named set of interacting services, monitored and modelled together."""
 
@@ -213,6 +231,8 @@ class ServiceSetConfig(_Strict):
     model: ModelConfig = ModelConfig()
     detection: DetectionConfig = DetectionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    alerting: AlertPolicyConfig = AlertPolicyConfig()
 
     @field_validator("services")
     @classmethod
@@ -265,8 +285,15 @@ class EnvironmentSettings(_Strict):
     # false: replay raw downloads cached under cache_dir instead of querying the backends.
     download: bool = True
     cache_dir: Path = REPO_ROOT / "output" / "cache"
+    # Daemon: where /health, /ready and /metrics are served.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9900, ge=0, le=65535)
+    # Daemon alert delivery; with neither URL set, alerts are only logged.
+    alertmanager_url: str | None = None
+    alert_webhook_url: str | None = None
+    alert_outbox_dir: Path | None = None  # default: <output_dir>/alerts/outbox
 
-    @field_validator("splunk_url", "prometheus_url")
+    @field_validator("splunk_url", "prometheus_url", "alertmanager_url", "alert_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
@@ -278,7 +305,8 @@ class EnvironmentSettings(_Strict):
         cls, environ: Mapping[str, str] | None = None, dotenv_path: Path | None = None
     ) -> EnvironmentSettings:
         """Read ``OUTPUT_DIR``, ``MLFLOW_TRACKING_URI``, ``SPLUNK_*``, ``PROMETHEUS_*``,
-        ``REQUESTS_VERIFY``, ``DOWNLOAD`` and ``CACHE_DIR``.
+        ``REQUESTS_VERIFY``, ``DOWNLOAD``, ``CACHE_DIR``, ``METRICS_HOST``, ``METRICS_PORT``,
+        ``ALERTMANAGER_URL``, ``ALERT_WEBHOOK_URL`` and ``ALERT_OUTBOX_DIR``.
 
         Real environment variables win over ``.env``, so a deployment can override a
         checked-out file.
@@ -299,6 +327,11 @@ class EnvironmentSettings(_Strict):
             return cls(**values)
         except ValidationError as exc:
             raise ConfigError(f"invalid environment setting: {_describe(exc)}") from None
+
+    @property
+    def outbox_dir(self) -> Path:
+        """``ALERT_OUTBOX_DIR``, or ``<output_dir>/alerts/outbox``."""
+        return self.alert_outbox_dir or self.output_dir / "alerts" / "outbox"
 
 
 class AppConfig(_Strict):

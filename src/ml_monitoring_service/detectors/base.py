@@ -140,6 +140,19 @@ class WindowDetector(ABC):
             threshold=self.threshold_,
         )
 
+    def mean_error(self, data: ServiceTensor) -> float:
+        """Mean *uncalibrated* channel error over every window of ``data`` (lower = better fit).
+
+        Used to compare a retrained candidate with the current model on the candidate's
+        validation data. Calibrated scores cannot be compared (each model divides by its own
+        validation error, so both average ~1); raw errors are in each model's robust-scaled
+        units, which for two models of the same set trained on adjacent periods are close, so
+        the comparison holds up to the tolerance the caller applies.
+        """
+        self._check_fitted()
+        self.check_compatible(data.services, data.features)
+        return float(self._checked_errors(self._windows(data, self.score_stride)).mean())
+
     def check_compatible(self, services: tuple[str, ...], features: tuple[str, ...]) -> None:
         """Raise :class:`ModelMismatchError` unless the model was trained on exactly these."""
         self._check_fitted()

@@ -72,15 +72,21 @@ def chronological_split(
     return tensor.slice(0, cut), tensor.slice(cut, tensor.n_steps)
 
 
-def train_variant(
-    config: ServiceSetConfig,
-    frame: pd.DataFrame,
-    variant: Variant,
-    output_dir: Path,
-    *,
-    show_progress: bool = True,
-) -> TrainingOutcome:
-    """Densify ``frame``, fit the detector, store it as the set's current model for ``variant``."""
+@dataclass(frozen=True)
+class Candidate:
+    """A freshly fitted detector, not yet saved, with the data it was trained and validated on."""
+
+    variant: Variant
+    detector: TransformerAutoencoderDetector
+    train: ServiceTensor
+    val: ServiceTensor
+    seconds: float
+
+
+def fit_candidate(
+    config: ServiceSetConfig, frame: pd.DataFrame, variant: Variant, *, show_progress: bool = True
+) -> Candidate:
+    """Densify ``frame`` and fit the detector on its earlier part, validating on the latest."""
     started = time.perf_counter()
     tensor = densify(
         frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
@@ -96,8 +102,34 @@ def train_variant(
         val.n_steps,
     )
     detector = build_detector(config, show_progress=show_progress).fit(train, val)
+    return Candidate(variant, detector, train, val, time.perf_counter() - started)
+
+
+def train_variant(
+    config: ServiceSetConfig,
+    frame: pd.DataFrame,
+    variant: Variant,
+    output_dir: Path,
+    *,
+    show_progress: bool = True,
+) -> TrainingOutcome:
+    """Densify ``frame``, fit the detector, store it as the set's current model for ``variant``."""
+    started = time.perf_counter()
+    detector = fit_candidate(config, frame, variant, show_progress=show_progress).detector
     version_dir = save_new_version(detector, model_root(output_dir, config.name, variant.name))
     seconds = time.perf_counter() - started
+    log_saved(config, variant, detector, version_dir, seconds)
+    return TrainingOutcome(variant, detector, version_dir, seconds)
+
+
+def log_saved(
+    config: ServiceSetConfig,
+    variant: Variant,
+    detector: TransformerAutoencoderDetector,
+    version_dir: Path,
+    seconds: float,
+) -> None:
+    """One line per stored model: size, best epoch, threshold and time taken."""
     logger.info(
         "[%s/%s] model %s saved: %d parameters, best epoch %d/%d, threshold %.4g, %.1f s",
         config.name,
@@ -109,4 +141,3 @@ def train_variant(
         detector.threshold_,
         seconds,
     )
-    return TrainingOutcome(variant, detector, version_dir, seconds)

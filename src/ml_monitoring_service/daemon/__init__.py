@@ -1,0 +1,1 @@
+"""The monitoring daemon: ``./main.sh`` without ``--run-once-*`` flags (see ``docs/DAEMON.md``)."""
