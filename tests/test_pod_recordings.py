@@ -51,7 +51,7 @@ def test_services_are_the_deployments_with_metric_files() -> None:
 def test_metric_rows_use_time_not_the_corrupted_timestamp_column() -> None:
     frame = read_pod_recording(BOUTIQUE, OB, METRICS, logs=False)
     assert list(frame.columns) == [TIMESTAMP, SERVICE, "cpu", "latency", SEVERITY]
-    assert len(frame) == 300 and frame[SEVERITY].isna().all()
+    assert len(frame) == 480 and frame[SEVERITY].isna().all()
     checkout = frame[frame[SERVICE] == "checkoutservice"]
     # Its TimeStamp column is 2e8 s off; Time keeps the nanoseconds and the right day.
     assert checkout[TIMESTAMP].iloc[0].floor("min") == utc("2024-05-01 00:00")

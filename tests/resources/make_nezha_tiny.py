@@ -4,14 +4,14 @@
 
 Two days, each reproducing a quirk of the real recordings:
 
-* ``2024-05-01`` (Online Boutique style): three pods, 100 one-minute samples, two obvious faults
+* ``2024-05-01`` (Online Boutique style): three pods, 160 one-minute samples, two obvious faults
   (frontend CPU at 00:20:30, cartservice latency at 00:40:30, 4 minutes each) and quiet time after
   them to train on; checkoutservice's ``TimeStamp`` is corrupted like adservice's on 2022-08-22;
   JSON logs (``"severity": "INFO"`` / ``"severity":"error"``) and plain lines without a
   level; a call graph mixing service edges with node IPs and the load generator; non-pod files.
-* ``2024-05-02`` (Train Ticket style): two pods, 30 samples, plain log lines (``INFO``/``WARN``/
-  ``ERROR`` after a time of day), a line spliced into another, a sentinel ``TimeUnixNano``; no call
-  graph; a fault whose ``inject_timestamp`` is 8 hours early.
+* ``2024-05-02`` (Train Ticket style): two pods, 30 samples (too few to train on), plain log
+  lines (``INFO``/``WARN``/``ERROR`` after a time of day), a line spliced into another, a
+  sentinel ``TimeUnixNano``; no call graph; a fault whose ``inject_timestamp`` is 8 hours early.
 
 gzip is written with a fixed mtime so re-running gives identical bytes.
 """
@@ -90,7 +90,7 @@ def online_boutique_day() -> None:
         "checkoutservice": "checkoutservice-578fcf4766-9csqn",
     }
     tables = {
-        s: metric_table(p, "2024-05-01 00:00", 100, i) for i, (s, p) in enumerate(pods.items())
+        s: metric_table(p, "2024-05-01 00:00", 160, i) for i, (s, p) in enumerate(pods.items())
     }
     shift(tables["frontend"], "CpuUsageRate(%)", 21, 4, 95.0)
     shift(tables["cartservice"], "PodServerLatencyP90(s)", 41, 4, 2.5)
