@@ -42,6 +42,7 @@ import pandas as pd
 from ml_monitoring_service.data.schema import (
     SERVICE,
     SEVERITY,
+    SEVERITY_NAMES,
     TIMESTAMP,
     to_utc,
     validate_combined,
@@ -62,8 +63,8 @@ _CALL_GRAPH_FILES = ("dependency.csv.gz", "dependency.csv")
 
 # A Deployment's pod is "<deployment>-<ReplicaSet hash>-<5-character suffix>".
 _POD_SUFFIX = r"-[a-z0-9]{5,10}-[a-z0-9]{5}$"
-# Level words the schema maps onto severities; anything else leaves the severity unknown.
-_LEVEL = r"(debug|info|notice|warning|warn|error|err|critical|fatal)"
+# Level words the schema knows (longest first: "warning" before "warn"); others stay unknown.
+_LEVEL = "(" + "|".join(sorted(SEVERITY_NAMES, key=len, reverse=True)) + ")"
 # JSON logs: "severity": "INFO" / "level":"error", quotes escaped once inside the Log column.
 _STRUCTURED_LEVEL = rf'(?i)"(?:severity|level)\\*"\s*:\s*\\*"{_LEVEL}\\*"'
 # Plain logs: the level is the first word of the line, optionally after a time of day.
@@ -247,7 +248,7 @@ def _read_logs(path: Path, services: Sequence[str]) -> pd.DataFrame:
         {
             TIMESTAMP: to_utc(raw.loc[keep, _LOG_TIME]),
             SERVICE: service[keep],
-            SEVERITY: level.str.lower(),
+            SEVERITY: level.str.lower().map(SEVERITY_NAMES),
         }
     )
 
