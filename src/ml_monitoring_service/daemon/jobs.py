@@ -66,7 +66,7 @@ class SetRunner:
         self.models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
         self.state_path = env.output_dir / config.name / "alert_state.json"
-        self.policy = AlertPolicy(config.alerting, _read_state(self.state_path))
+        self.policy = _policy(config, self.state_path)
         self.load_models()
 
     @property
@@ -217,15 +217,14 @@ def _fetch(
     return fetch(config, now)
 
 
-def _read_state(path: Path) -> dict[str, object] | None:
-    if not path.exists():
-        return None
-    try:
-        state: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        logger.error("alert state %s unreadable (%s): starting with no active alerts", path, exc)
-        return None
-    return state
+def _policy(config: ServiceSetConfig, path: Path) -> AlertPolicy:
+    """The set's alert policy, resumed from its state file when that is readable."""
+    if path.exists():
+        try:
+            return AlertPolicy(config.alerting, json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.error("alert state %s unusable (%s): starting with no active alerts", path, exc)
+    return AlertPolicy(config.alerting)
 
 
 def _write_state(path: Path, state: dict[str, object]) -> None:
