@@ -1,0 +1,84 @@
+"""Model lifecycle rules: promotion verdicts, excluded windows, version pruning, rejected dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_monitoring_service.config import LifecycleConfig
+from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge
+from ml_monitoring_service.daemon.scheduler import Daemon
+from ml_monitoring_service.pipeline.model_store import current_version, model_root, versions
+from ml_monitoring_service.pipeline.training import Candidate
+from test_daemon import BASE, daemon_env, sample, tiny_sets
+
+POLICY = LifecycleConfig(max_training_anomaly_rate=0.05, validation_tolerance=0.25)
+
+
+def fake_model(error: float, anomalous: list[bool] | None = None) -> Any:
+    """A detector stand-in: fixed mean error, and the given per-window verdicts when scoring."""
+    verdicts = np.array(anomalous if anomalous is not None else [False] * 100)
+    return SimpleNamespace(
+        mean_error=lambda tensor: error,
+        score=lambda tensor: SimpleNamespace(is_anomalous=verdicts),
+    )
+
+
+def candidate(error: float) -> Candidate:
+    return cast(Candidate, SimpleNamespace(detector=fake_model(error), train=None, val=None))
+
+
+def test_first_model_is_always_promoted() -> None:
+    verdict = judge(candidate(5.0), None, POLICY)
+    assert verdict.promote and verdict.reason == "first_model"
+
+
+def test_contaminated_training_data_is_rejected() -> None:
+    current = fake_model(1.0, [True] * 10 + [False] * 90)  # 10 % > 5 %
+    verdict = judge(candidate(0.5), current, POLICY)
+    assert not verdict.promote and verdict.reason == "contaminated"
+    assert "10.0%" in verdict.detail
+
+
+@pytest.mark.parametrize(("error", "promote"), [(1.2, True), (1.3, False), (0.8, True)])
+def test_validation_error_is_compared_with_tolerance(error: float, promote: bool) -> None:
+    verdict = judge(candidate(error), fake_model(1.0), POLICY)
+    assert verdict.promote is promote
+    assert verdict.reason == ("better_or_equal" if promote else "worse_validation")
+
+
+def test_declared_windows_are_dropped_from_training_rows() -> None:
+    times = pd.date_range("2024-01-01", periods=10, freq="1min", tz="UTC")
+    frame = pd.DataFrame({"timestamp": times, "value": range(10)})
+    window = (times[2], times[5])
+    kept = drop_excluded(frame, (window,))
+    assert list(kept["value"]) == [0, 1, 5, 6, 7, 8, 9]
+    assert drop_excluded(frame, ()) is frame
+
+
+def test_rejected_candidates_stay_out_of_current_and_versions_are_pruned(tmp_path: Path) -> None:
+    sets = tiny_sets(tmp_path, "tiny")
+    daemon = Daemon(sets, daemon_env(tmp_path), serve_http=False)
+    runner = daemon.runners["tiny"]
+    root = model_root(tmp_path / "output", "tiny", "grid_30s")
+    for i in range(3):
+        runner.train(BASE + pd.Timedelta(minutes=10 * i))
+    assert len(versions(root)) == 2  # keep_versions: 2
+    promoted = current_version(root)
+    assert promoted == versions(root)[-1]
+
+    strict = tiny_sets(tmp_path, "tiny")[0].model_copy(
+        update={"lifecycle": LifecycleConfig(max_training_anomaly_rate=0.0, keep_versions=2)}
+    )
+    runner.config = strict
+    runner.train(BASE + pd.Timedelta(minutes=40))  # tiny model: > 0 % anomalous, refused
+    assert current_version(root) == promoted
+    rejected = versions(root / "rejected")
+    assert len(rejected) == 1 and "anomalous" in (rejected[0] / "reason.json").read_text()
+    text = daemon.metrics.exposition().decode()
+    assert sample(text, "ml_monitoring_promotion_rejections_total", reason="contaminated") == 1
