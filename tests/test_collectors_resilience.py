@@ -89,7 +89,8 @@ def test_breaker_opens_after_threshold_and_half_opens_after_reset() -> None:
                 dead,
                 backend="splunk",
                 what="search",
-                is_retryable=lambda e: False,
+                is_retryable=_always,
+                policy=RetryPolicy(attempts=1),
                 breaker=breaker,
                 sleep=lambda _: None,
             )
@@ -123,3 +124,19 @@ def test_breaker_opens_after_threshold_and_half_opens_after_reset() -> None:
 def test_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+def test_answered_errors_do_not_open_the_breaker() -> None:
+    """A rejected query means the backend is up: it must not cut off every other query."""
+    breaker = CircuitBreaker("prometheus", failure_threshold=2)
+    for _ in range(5):
+        with pytest.raises(BackendError):
+            call_with_retries(
+                Flaky(1, ValueError("bad_data: parse error")),
+                backend="prometheus",
+                what="query",
+                is_retryable=lambda e: False,
+                breaker=breaker,
+                sleep=lambda _: None,
+            )
+    assert not breaker.is_open

@@ -121,10 +121,14 @@ def call_with_retries(
             raise
         except Exception as exc:  # classified just below, re-raised as BackendError
             last = exc
+            if not is_retryable(exc):
+                # The backend answered (a bad query, a bad token): it is up, so this is no
+                # reason to stop querying it for other services and metrics.
+                if breaker is not None:
+                    breaker.record_success()
+                break
             if breaker is not None:
                 breaker.record_failure()
-            if not is_retryable(exc):
-                break
             logger.info(
                 "%s: %s failed (try %d of %d): %s", backend, what, attempt, policy.attempts, exc
             )
