@@ -26,7 +26,7 @@ def run_training(
     tracker: RunTracker,
 ) -> list[TrainingOutcome]:
     """Fetch the training period once and train one model per variant."""
-    frame = training_data(config, now).frame
+    frame = training_data(config, now, env).frame
     logger.info(
         "[%s] training data: %d rows from %s to %s",
         config.name,
@@ -71,7 +71,7 @@ def run_inference(
         )
         for trained in run_training(config, env, missing, now, tracker):
             models[trained.variant] = (trained.detector, trained.version_dir.name)
-    frame = inference_data(config, now).frame
+    frame = inference_data(config, now, env).frame
     outcomes = []
     for variant, model in models.items():
         detector, version = model  # type: ignore[misc]  # every variant has a model by now
