@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, load_config
 from ml_monitoring_service.data.pod_recordings import (
     deployment_names,
     read_call_graph,
@@ -17,6 +18,7 @@ from ml_monitoring_service.data.pod_recordings import (
     recording_services,
 )
 from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.errors import DataValidationError
 
 TINY = Path(__file__).resolve().parent / "resources" / "nezha_tiny" / "rca_data"
@@ -149,3 +151,18 @@ def test_real_online_boutique_day() -> None:
     assert frame[TIMESTAMP].min().year == 2022 and frame[SEVERITY].max() == 0.0
     assert len(read_fault_list(day)) == 24
     assert ("frontend", "checkoutservice") in read_call_graph(day)
+
+
+@pytest.mark.skipif(not (SHARED / "2022-08-22").is_dir(), reason="../shared/data/nezha is absent")
+def test_shipped_nezha_set_splits_the_day_without_logs() -> None:
+    """`nezha-ob` trains on the fault-free evening and scores the fault campaign, metrics only."""
+    config = load_config(DEFAULT_CONFIG_PATH).service_set("nezha-ob")
+    now = pd.Timestamp("2030-01-01", tz="UTC")  # recordings ignore the clock
+    training = training_data(config, now).frame
+    scored = inference_data(config, now).frame
+    assert set(training[SERVICE]) == set(scored[SERVICE]) == set(config.services)
+    assert training[TIMESTAMP].min() >= pd.Timestamp("2022-08-22T08:08:33Z")
+    assert scored[TIMESTAMP].max() < pd.Timestamp("2022-08-22T08:08:33Z")
+    assert scored[SEVERITY].isna().all() and training[SEVERITY].isna().all()
+    first_fault = min(fault.time for fault in read_fault_list(SHARED / "2022-08-22"))
+    assert scored[TIMESTAMP].min() < first_fault

@@ -179,6 +179,9 @@ class FileSourceConfig(_Strict):
     inference_path: ExpandedPath
     training_range: TimeRange | None = None
     inference_range: TimeRange | None = None
+    # pod_recording only: read the log CSVs too. Off where logs were kept only around faults (as in
+    # Nezha), because then their mere presence gives the faults away.
+    logs: bool = True
 
 
 class CollectorConfig(_Strict):

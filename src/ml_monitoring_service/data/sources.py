@@ -87,7 +87,9 @@ def _replay(config: ServiceSetConfig, source: FileSourceConfig, *, training: boo
     time_range = source.training_range if training else source.inference_range
     start, end = time_range if time_range is not None else (None, None)
     if source.format == "pod_recording":
-        return read_pod_recording(path, config.services, config.metrics, start, end)
+        return read_pod_recording(
+            path, config.services, config.metrics, start, end, logs=source.logs
+        )
     frame = read_combined(path, list(config.metrics), config.services)
     if time_range is None:
         return frame
