@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from ml_monitoring_service.daemon.scheduler import Daemon
 from ml_monitoring_service.detectors import WindowDetector
 from ml_monitoring_service.detectors.transformer import TransformerAutoencoderDetector
 from ml_monitoring_service.pipeline.model_store import current_version, model_root, versions
-from standins.alertmanager_server import free_port, wait_until
+from standins.alertmanager_server import wait_until
 from test_daemon import BASE, TINY_SET, daemon_env, running, sample, scrape, sim_clock, tiny_sets
 
 __all__ = ["running"]  # the fixture, imported for pytest
@@ -34,6 +35,13 @@ LIVE_SET = """
     collect: {timeout: 1s, attempts: 1, backoff: 1s}
     schedule: {training_interval: 2s, inference_interval: 1s}
 """
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, read, released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_one_set_failing_never_stops_another(
@@ -64,7 +72,7 @@ def test_one_set_failing_never_stops_another(
 def test_unreachable_backend_is_counted_and_the_daemon_stays_up(
     tmp_path: Path, running: Callable[[Daemon], Daemon]
 ) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     sets = tiny_sets(tmp_path, "tiny", extra=LIVE_SET)
     env = daemon_env(
         tmp_path,

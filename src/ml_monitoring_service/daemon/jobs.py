@@ -7,7 +7,6 @@ and never stops another set (see :mod:`~ml_monitoring_service.daemon.scheduler`)
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ from ml_monitoring_service.alerts import AlertPolicy, Notification, Outbox, verd
 from ml_monitoring_service.config import EnvironmentSettings, ServiceSetConfig
 from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge, register_model
 from ml_monitoring_service.daemon.metrics import DaemonMetrics
-from ml_monitoring_service.data.sources import SourceData, inference_data, training_data
+from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.detectors.base import WindowDetector
 from ml_monitoring_service.pipeline.inference import output_paths, score_variant
 from ml_monitoring_service.pipeline.model_store import (
@@ -96,7 +95,7 @@ class SetRunner:
     def train(self, now: pd.Timestamp) -> None:
         """Fit a candidate per variant on the training lookback; promote or reject each."""
         frame = drop_excluded(
-            _fetch(training_data, self.config, now, self.env).frame,
+            training_data(self.config, now, self.env).frame,
             self.config.lifecycle.exclude,
         )
         for variant in self.variants:
@@ -160,7 +159,7 @@ class SetRunner:
         if not ready:
             logger.info("[%s] no model yet: waiting for the first training", self.name)
             return []
-        frame = _fetch(inference_data, self.config, now, self.env).frame
+        frame = inference_data(self.config, now, self.env).frame
         notes: list[Notification] = []
         for variant, model in ready.items():
             outcome = score_variant(
@@ -203,18 +202,6 @@ def log_notification(note: Notification) -> None:
         labels.get("severity"),
         annotations.get("summary", ""),
     )
-
-
-def _fetch(
-    fetch: Callable[..., SourceData],
-    config: ServiceSetConfig,
-    now: pd.Timestamp,
-    env: EnvironmentSettings,
-) -> SourceData:
-    """Call a ``data.sources`` function, passing ``env`` where it takes one (live backends)."""
-    if len(inspect.signature(fetch).parameters) >= 3:
-        return fetch(config, now, env)
-    return fetch(config, now)
 
 
 def _policy(config: ServiceSetConfig, path: Path) -> AlertPolicy:
