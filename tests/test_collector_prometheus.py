@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,8 @@ from ml_monitoring_service.errors import (
     DataValidationError,
 )
 from standins.prometheus_server import Series, running_prometheus
+from standins.servers import serve_in_background
+from standins.tls import self_signed_certificate
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 END = T0 + 3 * 3600.0
@@ -176,22 +177,9 @@ def local_server(reply: Reply, tls: tuple[Path, Path] | None = None) -> Iterator
             pass
 
     server = _QuietServer(("127.0.0.1", 0), Handler)
-    scheme = "http"
-    if tls is not None:
-        import ssl
-
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        scheme = "https"
-    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    with serve_in_background(server, tls) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _forward_to(upstream: str) -> Reply:
@@ -588,50 +576,10 @@ def test_the_token_is_sent_but_never_shown() -> None:
     assert "s3cret" not in str(info.value) and "s3cret" not in repr(source)
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files)."""
-    x509 = pytest.importorskip("cryptography.x509")
-    import datetime
-    import ipaddress
-
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_tls_is_verified_by_default_and_a_ca_bundle_can_be_given(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     reply = _crafted("vector", [{"metric": {}, "value": [T0, "1"]}])
     retry = RetryPolicy(attempts=3, backoff_s=0)
     with local_server(reply, tls=(cert, key)) as server:

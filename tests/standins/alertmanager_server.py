@@ -13,10 +13,6 @@ generic webhook the daemon posts to directly (``statuses`` lets a test make it f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
+
+from standins.processes import free_port, require_binaries, running_process
 
 ALERTMANAGER_BINARY = "prometheus-alertmanager"
 _START_TIMEOUT_S = 20.0
@@ -35,23 +32,14 @@ _START_TIMEOUT_S = 20.0
 
 def alertmanager_binary() -> str:
     """Path of the Alertmanager binary; skip without it, or fail when ``CI`` is set."""
-    path = shutil.which(ALERTMANAGER_BINARY) or shutil.which("alertmanager")
-    if path is None:
-        message = (
-            f"{ALERTMANAGER_BINARY} not found on PATH; install it with "
-            "'apt-get install prometheus-alertmanager' to run the Alertmanager tests"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    (path,) = require_binaries(
+        (ALERTMANAGER_BINARY, "alertmanager"),
+        install_hint=(
+            "install it with 'apt-get install prometheus-alertmanager' "
+            "to run the Alertmanager tests"
+        ),
+    )
     return path
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -164,31 +152,8 @@ def running_alertmanager(
         "--cluster.listen-address=",  # empty: no clustering (it would bind 9094)
         "--log.level=warn",
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(process, base_url, log_path)
+    with running_process(
+        command, log_path, base_url, "alertmanager", _START_TIMEOUT_S, stop_timeout_s=5
+    ):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = log_path.read_text(errors="replace")
-            pytest.fail(f"alertmanager exited with {process.returncode}:\n{log}")
-        try:
-            if requests.get(f"{base_url}/-/ready", timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.05)
-    pytest.fail(f"alertmanager not ready after {_START_TIMEOUT_S}s:\n{log_path.read_text()}")

@@ -14,19 +14,13 @@ so there a missing binary is an error rather than a silently skipped suite.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+from standins.processes import free_port, require_binaries, running_process
 
 _STARTUP_TIMEOUT_S = 30.0
 _INSTALL_HINT = "install the 'prometheus' package (Debian/Ubuntu), which provides both"
@@ -43,14 +37,8 @@ class Series:
 
 def binaries() -> tuple[str, str]:
     """Paths of ``prometheus`` and ``promtool``; skips the test (fails it under CI) if absent."""
-    found = {name: shutil.which(name) for name in ("prometheus", "promtool")}
-    missing = [name for name, path in found.items() if path is None]
-    if missing:
-        message = f"{' and '.join(missing)} not found on PATH; {_INSTALL_HINT}"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI is set, so the real-server tests must run)")
-        pytest.skip(message)
-    return str(found["prometheus"]), str(found["promtool"])
+    prometheus, promtool = require_binaries("prometheus", "promtool", install_hint=_INSTALL_HINT)
+    return prometheus, promtool
 
 
 @contextmanager
@@ -73,34 +61,25 @@ def running_prometheus(history: Iterable[Series], directory: Path) -> Iterator[s
         raise RuntimeError(f"promtool backfill failed:\n{backfill.stdout}{backfill.stderr}")
     config = directory / "prometheus.yml"
     config.write_text("global: {}\nscrape_configs: []\n")
-    port = _free_port()
-    log = directory / "prometheus.log"
-    with log.open("w") as log_file:
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={data}",
-                "--storage.tsdb.retention.time=100y",
-                f"--web.listen-address=127.0.0.1:{port}",
-                f"--web.console.templates={directory}",
-                f"--web.console.libraries={directory}",
-            ],
-            cwd=directory,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_ready(url, process, log)
+    port = free_port()
+    command = [
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        "--storage.tsdb.retention.time=100y",
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--web.console.templates={directory}",
+        f"--web.console.libraries={directory}",
+    ]
+    with running_process(
+        command,
+        directory / "prometheus.log",
+        f"http://127.0.0.1:{port}",
+        "prometheus",
+        _STARTUP_TIMEOUT_S,
+        cwd=directory,
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def openmetrics(history: Iterable[Series]) -> str:
@@ -124,24 +103,3 @@ def _number(value: float) -> str:
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
     return repr(float(value))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + _STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"prometheus not ready after {_STARTUP_TIMEOUT_S}s:\n{log.read_text()}")

@@ -37,6 +37,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
+from standins.servers import serve_in_background
+
 V2_SINCE = (9, 0, 2)
 _EXPORT_PATH = re.compile(r"/services(?:NS/[^/]+/[^/]+)?/search/(?P<v2>v2/)?jobs/export")
 _SPL = re.compile(
@@ -355,19 +357,9 @@ def running_splunk(
     for event in state.events:
         _event_epoch(event)  # malformed test data fails here, not as a dropped connection
     server = _Server(state)
-    scheme = "http"
-    if tls is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(*tls)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        scheme = "https"
-    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_in_background(server, tls) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            state.stopping.set()  # wakes delayed exports before the server closes
