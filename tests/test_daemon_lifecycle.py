@@ -15,6 +15,7 @@ from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge
 from ml_monitoring_service.daemon.scheduler import Daemon
 from ml_monitoring_service.pipeline.model_store import current_version, model_root, versions
 from ml_monitoring_service.pipeline.training import Candidate
+from ml_monitoring_service.tracking import RunTracker
 from test_daemon import BASE, daemon_env, sample, tiny_sets
 
 POLICY = LifecycleConfig(max_training_anomaly_rate=0.05, validation_tolerance=0.25)
@@ -82,3 +83,22 @@ def test_rejected_candidates_stay_out_of_current_and_versions_are_pruned(tmp_pat
     assert len(rejected) == 1 and "anomalous" in (rejected[0] / "reason.json").read_text()
     text = daemon.metrics.exposition().decode()
     assert sample(text, "ml_monitoring_promotion_rejections_total", reason="contaminated") == 1
+
+
+@pytest.mark.slow
+def test_promoted_models_are_tracked_and_registered_in_mlflow(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    tracker = RunTracker(uri)
+    daemon = Daemon(
+        tiny_sets(tmp_path, "tiny"), daemon_env(tmp_path), tracker=tracker, serve_http=False
+    )
+    daemon.runners["tiny"].train(BASE)
+    client = MlflowClient(tracking_uri=uri)
+    found = client.search_model_versions("name = 'ml-monitoring-tiny-grid_30s'")
+    root = model_root(tmp_path / "output", "tiny", "grid_30s")
+    current = current_version(root)
+    assert current is not None and len(found) == 1
+    assert found[0].tags["model_version"] == current.name
+    assert found[0].source == current.resolve().as_uri()

@@ -94,6 +94,7 @@ def _run_daemon(args: argparse.Namespace) -> None:
     from ml_monitoring_service.daemon.scheduler import Daemon, utc_now
     from ml_monitoring_service.tracking import RunTracker
 
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # job start/end lines every tick
     app = load_config(args.config)
     sets = [app.service_set(name) for name in _set_names(args.active_set)]
     env = EnvironmentSettings.from_environment()

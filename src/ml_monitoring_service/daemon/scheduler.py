@@ -188,6 +188,7 @@ class Daemon:
             seconds=seconds,
             args=[set_name],
             id=job_id,
+            name=job_id,
             next_run_time=first_run,
             max_instances=1,
             coalesce=True,
