@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from ml_monitoring_service.config import LifecycleConfig
+from ml_monitoring_service.daemon.demo_stream import DemoStream
 from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge
 from ml_monitoring_service.daemon.scheduler import Daemon
 from ml_monitoring_service.pipeline.model_store import current_version, model_root, versions
@@ -102,3 +103,22 @@ def test_promoted_models_are_tracked_and_registered_in_mlflow(tmp_path: Path) ->
     assert current is not None and len(found) == 1
     assert found[0].tags["model_version"] == current.name
     assert found[0].source == current.resolve().as_uri()
+
+
+def test_demo_stream_replays_the_same_past_and_incidents_reach_the_newest_minutes(
+    tmp_path: Path,
+) -> None:
+    config = tiny_sets(tmp_path, "tiny")[0]
+    stream = DemoStream(config)
+    now = pd.Timestamp("2024-03-04T02:00:00Z")
+    first = stream.inference_data(now).frame
+    later = stream.inference_data(now + pd.Timedelta("5min")).frame
+    overlap = first[first["timestamp"] >= later["timestamp"].min()].reset_index(drop=True)
+    assert overlap.equals(later[later["timestamp"] < now].reset_index(drop=True))
+    day = stream.window(now.floor("D"), now.floor("D") + pd.Timedelta("1D"))
+    assert day.incidents, "the demo injects incidents while the daemon runs"
+    incident = day.incidents[len(day.incidents) // 2]
+    tick = stream.window(
+        incident.start - pd.Timedelta("30min"), incident.start + pd.Timedelta("1min")
+    )
+    assert incident in tick.incidents

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ml_monitoring_service.alerts import AlertPolicy, Notification, Outbox, verdicts_from_scores
 from ml_monitoring_service.config import EnvironmentSettings, ServiceSetConfig
+from ml_monitoring_service.daemon.demo_stream import DemoStream
 from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge, register_model
 from ml_monitoring_service.daemon.metrics import DaemonMetrics
 from ml_monitoring_service.data.sources import inference_data, training_data
@@ -66,6 +67,7 @@ class SetRunner:
         self._lock = threading.Lock()
         self.state_path = env.output_dir / config.name / "alert_state.json"
         self.policy = _policy(config, self.state_path)
+        self.demo_stream = DemoStream(config) if config.source == "demo" else None
         self.load_models()
 
     @property
@@ -159,7 +161,10 @@ class SetRunner:
         if not ready:
             logger.info("[%s] no model yet: waiting for the first training", self.name)
             return []
-        frame = inference_data(self.config, now, self.env).frame
+        if self.demo_stream is not None:
+            frame = self.demo_stream.inference_data(now).frame
+        else:
+            frame = inference_data(self.config, now, self.env).frame
         notes: list[Notification] = []
         for variant, model in ready.items():
             outcome = score_variant(
