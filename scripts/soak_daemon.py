@@ -8,11 +8,11 @@ PNGs, metrics, alert policy and its state file; no receiver, so alerts are logge
 with a tiny model, retraining every ``--retrain-every`` ticks, and samples the process RSS
 (``/proc/self/status``; psutil when installed) to show whether memory grows per tick.
 
-``latency`` replays one long demo recording (generated once, so incidents stay where they are
-between ticks, unlike fresh per-tick demo ranges) through the daemon's inference job every
-``--interval`` of simulated time, with the demo set's policy (3 of 5 windows). For each injected
-incident it reports the simulated delay from incident start to the tick that queued the firing
-notification, then the real time to deliver it to a webhook.
+``latency`` runs the daemon's inference job every ``--interval`` of simulated time over
+``--hours`` of the demo stream (``daemon/demo_stream.py``: the same data every tick sees), with the
+demo set's alert policy (3 of 5 windows). For each injected incident it reports the simulated delay
+from incident start to the tick that queued the firing notification (delivery follows in the same
+job: one HTTP post).
 """
 
 from __future__ import annotations
@@ -29,12 +29,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ml_monitoring_service.alerts import Notification
 from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, EnvironmentSettings, load_config
-from ml_monitoring_service.daemon import jobs
 from ml_monitoring_service.daemon.scheduler import Daemon
-from ml_monitoring_service.data.demo import generate_demo
-from ml_monitoring_service.data.schema import TIMESTAMP
-from ml_monitoring_service.data.sources import SourceData
 
 TINY = {
     "services": ["frontend", "cart", "checkout", "payment"],
@@ -113,57 +110,43 @@ def latency(args: argparse.Namespace, tmp: Path) -> None:
     config = demo_set(tmp, overrides)
     start = pd.Timestamp("2024-03-04T00:00:00Z")
     end = start + pd.Timedelta(hours=args.hours)
-    demo = generate_demo(
-        start,
-        end,
-        seed=config.demo.seed,
-        services=config.services,  # type: ignore[attr-defined]
-        edges=config.edges,
-        incident_every=config.demo.incident_every,  # type: ignore[attr-defined]
-        event_rate_per_min=config.demo.event_rate_per_min,  # type: ignore[attr-defined]
-    )
-    lookback = config.schedule.inference_lookback  # type: ignore[attr-defined]
-
-    def replay(cfg: object, now: pd.Timestamp, env: object = None) -> SourceData:
-        frame = demo.frame
-        inside = frame[(frame[TIMESTAMP] >= now - lookback) & (frame[TIMESTAMP] < now)]
-        return SourceData(inside.reset_index(drop=True))
-
-    jobs.inference_data = replay  # type: ignore[assignment]
     env = EnvironmentSettings(output_dir=tmp / "output", metrics_port=0)
-    clock: list[pd.Timestamp] = [start]
+    clock = [start]
     daemon = Daemon([config], env, clock=lambda: clock[0], serve_http=False)  # type: ignore[list-item]
-    daemon._train(
-        "demo"
-    )  # clean training data before ``start`` (the demo trains without incidents)
+    runner = daemon.runners["demo"]
+    daemon._train("demo")  # clean demo data before ``start``
     firings: list[pd.Timestamp] = []
-    original: Callable[..., object] = daemon.runners["demo"].infer
+    original: Callable[..., list[Notification]] = runner.infer
 
-    def infer(now: pd.Timestamp) -> object:
+    def infer(now: pd.Timestamp) -> list[Notification]:
         notes = original(now)
-        firings.extend(now for n in notes if n.event == "firing")  # type: ignore[attr-defined]
+        firings.extend(now for n in notes if n.event == "firing")
         return notes
 
-    daemon.runners["demo"].infer = infer  # type: ignore[method-assign]
+    runner.infer = infer  # type: ignore[method-assign]
     interval = pd.Timedelta(args.interval)
-    clock[0] = start + lookback
     while clock[0] <= end:
         daemon._infer("demo")
         clock[0] += interval
-    delays = []
-    for incident in demo.incidents:
-        if incident.start < start + lookback:
-            continue
+    assert runner.demo_stream is not None
+    delays: list[float | None] = []
+    for incident in runner.demo_stream.window(start, end).incidents:
         hit = [t for t in firings if incident.start <= t <= incident.end + 2 * interval]
         delay = (min(hit) - incident.start).total_seconds() / 60 if hit else None
         delays.append(delay)
-        print(
-            f"{incident.kind:>12} {incident.service:>9} {incident.start}  delay "
-            + ("missed" if delay is None else f"{delay:.1f} min")
-        )
+        outcome = "missed" if delay is None else f"{delay:.1f} min"
+        print(f"{incident.kind:>16} {incident.service:>9} {incident.start}  delay {outcome}")
     found = [d for d in delays if d is not None]
+    matched = sum(
+        any(
+            i.start <= t <= i.end + 2 * interval
+            for i in runner.demo_stream.window(start, end).incidents
+        )
+        for t in firings
+    )
     print(
-        f"incidents {len(delays)}, alerted {len(found)}, firings {len(firings)}; delay median "
+        f"incidents {len(delays)}, alerted {len(found)}; firings {len(firings)}, "
+        f"{len(firings) - matched} outside any incident; delay median "
         f"{statistics.median(found) if found else float('nan'):.1f} min, max "
         f"{max(found) if found else float('nan'):.1f} min (inference every {interval})"
     )
