@@ -183,3 +183,12 @@ def test_grafana_dashboard_queries_only_exported_metrics() -> None:
     exported = exported_names(DaemonMetrics())
     assert queried and queried <= exported, sorted(queried - exported)
     assert {"ml_monitoring_threshold", "ml_monitoring_alert_active"} <= queried
+
+
+def test_cli_daemon_mode_reports_configuration_errors_with_exit_2(tmp_path: Path) -> None:
+    from ml_monitoring_service.cli import main
+
+    config = tmp_path / "sets.yaml"
+    tiny_sets(tmp_path, "tiny")  # writes sets.yaml
+    assert main(["--config", str(config), "--active-set", "tiny,missing"]) == 2
+    assert main(["--config", str(config), "--active-set", "tiny,tiny", "--run-once-training"]) == 2
