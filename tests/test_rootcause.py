@@ -1,0 +1,98 @@
+"""Graph-aware root-cause ranking on small hand-made score results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.pipeline.periods import rank_services
+from ml_monitoring_service.rootcause import rank_root_causes
+
+SERVICES = ("frontend", "checkout", "payment")
+EDGES = (("frontend", "checkout"), ("checkout", "payment"))
+FEATURES = ("latency", "cpu")
+
+
+def _result(service_scores: list[list[float]], threshold: float = 2.0) -> ScoreResult:
+    """``[N, S]`` service scores; each service's score sits on its latency metric."""
+    scores = np.asarray(service_scores, dtype=float)
+    metric = np.stack([scores, np.full_like(scores, 0.5)], axis=2)
+    starts = pd.date_range("2024-06-01", periods=len(scores), freq="1min", tz="UTC")
+    return ScoreResult(
+        window_scores=scores.max(axis=1),
+        service_scores=scores,
+        metric_scores=metric,
+        starts=starts,
+        ends=starts + pd.Timedelta("5min"),
+        services=SERVICES,
+        features=FEATURES,
+        threshold=threshold,
+    )
+
+
+# payment is slow first; checkout and frontend follow a window later, with larger scores.
+CASCADE = _result([[1, 1, 3], [6, 7, 3], [8, 9, 3], [8, 9, 3]])
+ALL = np.ones(4, dtype=bool)
+
+
+def test_cascade_ranks_the_callee_first() -> None:
+    ranking = rank_root_causes(CASCADE, ALL, EDGES)
+    assert [c.service for c in ranking] == ["payment", "checkout", "frontend"]
+    assert ranking[0].explained_by is None
+    assert ranking[1].explained_by == "payment"
+    assert ranking[2].explained_by == "payment"  # the earliest anomalous downstream service
+    assert ranking[0].onset == CASCADE.ends[0]
+    assert ranking[0].metric == "latency"
+    assert "explained by anomalous callee payment" in ranking[1].evidence
+
+
+def test_without_a_graph_the_ranking_is_the_summed_score_ranking() -> None:
+    plain = [service for service, _ in rank_services(CASCADE, ALL)]
+    assert [c.service for c in rank_root_causes(CASCADE, ALL)] == plain
+    assert [c.service for c in rank_root_causes(CASCADE, ALL, ())] == plain
+
+
+def test_confidences_are_ordered_and_sum_to_at_most_one() -> None:
+    for edges in ((), EDGES):
+        confidences = [c.confidence for c in rank_root_causes(CASCADE, ALL, edges)]
+        assert all(0.0 <= c <= 1.0 for c in confidences)
+        assert confidences == sorted(confidences, reverse=True)
+        assert sum(confidences) <= 1.0 + 1e-9
+
+
+def test_a_service_whose_callees_are_normal_stays_first() -> None:
+    # frontend breaks alone; its callees stay below the level throughout.
+    result = _result([[1, 1, 1], [9, 1.5, 1], [9, 1, 1.5], [9, 1, 1]])
+    ranking = rank_root_causes(result, ALL, EDGES)
+    assert ranking[0].service == "frontend"
+    assert ranking[0].explained_by is None
+    assert ranking[0].confidence > 0.5
+
+
+def test_a_callee_that_deviates_later_explains_nothing() -> None:
+    # checkout breaks first; payment deviates only at the end, so checkout stays first.
+    result = _result([[1, 5, 1], [1, 6, 1], [1, 6, 1], [1, 6, 3]])
+    ranking = rank_root_causes(result, ALL, EDGES)
+    assert ranking[0].service == "checkout"
+    assert ranking[0].explained_by is None
+
+
+def test_a_tie_in_onset_pushes_no_caller_down() -> None:
+    # frontend and its callee cross the level in the same window: the larger frontend stays first.
+    result = _result([[1, 1, 1], [9, 3, 1], [9, 3, 1], [9, 3, 1]])
+    ranking = rank_root_causes(result, ALL, EDGES)
+    assert [c.service for c in ranking[:2]] == ["frontend", "checkout"]
+    assert ranking[0].explained_by is None
+
+
+def test_per_service_levels_and_json_form() -> None:
+    # With payment's level above its scores it is normal, so checkout is no longer explained.
+    levels = np.array([2.0, 2.0, 5.0])
+    ranking = rank_root_causes(CASCADE, ALL, EDGES, levels)
+    assert ranking[0].service == "checkout"
+    payload = ranking[0].to_dict()
+    assert set(payload) == {"service", "metric", "confidence", "onset", "evidence"}
+    assert payload["onset"] == CASCADE.ends[1].isoformat()
+    never = next(c for c in ranking if c.service == "payment")
+    assert never.onset is None and never.to_dict()["onset"] is None
