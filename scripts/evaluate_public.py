@@ -23,9 +23,9 @@ below depends on which days these are:
 
 * the service set is read from the recording: every deployment with a metric file, the columns of
   ``NEZHA_METRICS`` (recorded by Online Boutique and Train Ticket alike) and the call graph of
-  ``dependency.csv`` where there is one (reported; no detector uses a graph). Left out:
-  ``PodSuccessRate(%)`` (0 throughout), ``MemoryUsageRate(%)`` (a level that steps or creeps
-  for hours with almost no spread: with it, memory's scaled deviation averaged 437 over
+  ``dependency.csv`` where there is one (no detector uses it, the root-cause ranking does).
+  Left out: ``PodSuccessRate(%)`` (0 throughout), ``MemoryUsageRate(%)`` (a level that steps or
+  creeps for hours with almost no spread: with it, memory's scaled deviation averaged 437 over
   2022-08-22's scored range against at most 16 for any other metric, and the z-score and PCA
   detectors alerted on every window) and the logs (Nezha kept them only for the minutes around
   each injection, so their mere presence would give the faults away);
@@ -40,7 +40,9 @@ below depends on which days these are:
 * per fault (``fault_evaluation``, where the choice of durations is argued): *detected* when a
   window ending in ``[t, t + 5 min)`` (cut at the next injection) scores above the detector's
   threshold, the *delay* to the first such window end, and the injected service's *rank* by
-  summed service score over those windows, giving AC@1, AC@3 and Avg@5 (mean of AC@1..5).
+  the shipped root-cause ranking of those windows (``rootcause``: summed service score, callers
+  whose anomaly an earlier-deviating callee explains pushed down; Train Ticket has no call graph,
+  so there it is the summed score alone), giving AC@1, AC@3 and Avg@5 (mean of AC@1..5).
   ``zscore_rca`` ranks services by their largest |robust z| (median/IQR of the training part) of
   any metric in the same windows. *Windows*, *alerts*, *quiet* and *false alarms* count the
   scored windows ending outside the training range: all, above threshold, in quiet time, and
@@ -437,7 +439,7 @@ def evaluate_nezha_day(day: NezhaDay, label: str, args: argparse.Namespace) -> d
         started = time.perf_counter()
         detector = BENCH.build_detector(name, args, args.seed).fit(day.train, day.val)
         result = detector.score(day.scored)
-        outcomes[name] = [fault_evaluation.judge(result, w) for w in windows]
+        outcomes[name] = [fault_evaluation.judge(result, w, day.call_graph) for w in windows]
         detectors[name] = {
             **fault_evaluation.summarise(outcomes[name]),
             **fault_evaluation.alarm_counts(result, injections, day.training_range),

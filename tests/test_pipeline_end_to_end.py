@@ -40,7 +40,16 @@ SUMMARY_KEYS = {
     "metric_scores",
     "anomalous_periods",
 }
-PERIOD_KEYS = {"start", "end", "peak_time", "peak_score", "top_service", "top_metric", "windows"}
+PERIOD_KEYS = {
+    "start",
+    "end",
+    "peak_time",
+    "peak_score",
+    "top_service",
+    "top_metric",
+    "windows",
+    "root_cause_candidates",
+}
 
 
 @pytest.fixture
@@ -83,6 +92,11 @@ def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Pat
         for period in summary["anomalous_periods"]:
             assert set(period) == PERIOD_KEYS
             assert period["start"] <= period["end"]
+            candidates = period["root_cause_candidates"]
+            assert 1 <= len(candidates) <= 3
+            assert candidates[0]["service"] == period["top_service"]
+            confidences = [c["confidence"] for c in candidates]
+            assert confidences == sorted(confidences, reverse=True) and sum(confidences) <= 1
         assert (
             output / "tiny" / f"microservice_graph_with_results_{variant}.png"
         ).stat().st_size > 1000

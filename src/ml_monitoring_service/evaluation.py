@@ -1,7 +1,8 @@
 """Scoring a detector against labelled incidents: the same code for tests, benchmarks and docs.
 
 A window is labelled anomalous when it overlaps an incident. Root-cause quality is the rank of the
-incident's root service among all services, ordered by their peak score inside the incident.
+incident's root service in the shipped root-cause ranking of the windows overlapping the incident
+(:func:`ml_monitoring_service.rootcause.rank_root_causes`, graph-aware when ``edges`` are given).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.pipeline.periods import rank_services
+from ml_monitoring_service.rootcause import rank_root_causes
 
 
 @dataclass(frozen=True)
@@ -34,15 +35,20 @@ def window_labels(result: ScoreResult, spans: Sequence[LabelledSpan]) -> np.ndar
     return labels
 
 
-def root_cause_ranks(result: ScoreResult, spans: Sequence[LabelledSpan]) -> list[int | None]:
-    """1-based rank of each span's service in the ranking of its windows; ``None`` if unscored."""
+def root_cause_ranks(
+    result: ScoreResult, spans: Sequence[LabelledSpan], edges: Sequence[tuple[str, str]] = ()
+) -> list[int | None]:
+    """1-based rank of each span's service in the ranking of its windows; ``None`` if unscored.
+
+    ``edges`` (caller, callee) is the call graph the ranking may use, as in the inference summary.
+    """
     ranks: list[int | None] = []
     for span in spans:
         inside = np.asarray((result.starts <= span.end) & (result.ends >= span.start))
         if not inside.any():
             ranks.append(None)
             continue
-        ranking = [service for service, _ in rank_services(result, inside)]
+        ranking = [c.service for c in rank_root_causes(result, inside, edges)]
         ranks.append(ranking.index(span.service) + 1)
     return ranks
 
@@ -65,8 +71,13 @@ class DetectionQuality:
         return dict(self.__dict__)
 
 
-def detection_quality(result: ScoreResult, spans: Sequence[LabelledSpan]) -> DetectionQuality:
-    """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 cause."""
+def detection_quality(
+    result: ScoreResult, spans: Sequence[LabelledSpan], edges: Sequence[tuple[str, str]] = ()
+) -> DetectionQuality:
+    """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 cause.
+
+    ``edges`` is the call graph for the root-cause ranking (:func:`root_cause_ranks`).
+    """
     labels = window_labels(result, spans)
     if labels.all() or not labels.any():
         raise ValueError(
@@ -81,7 +92,7 @@ def detection_quality(result: ScoreResult, spans: Sequence[LabelledSpan]) -> Det
         bool(predicted[np.asarray((result.starts <= s.end) & (result.ends >= s.start))].any())
         for s in spans
     )
-    ranks = [r for r in root_cause_ranks(result, spans) if r is not None]
+    ranks = [r for r in root_cause_ranks(result, spans, edges) if r is not None]
     return DetectionQuality(
         roc_auc=float(roc_auc_score(labels, result.window_scores)),
         pr_auc=float(average_precision_score(labels, result.window_scores)),

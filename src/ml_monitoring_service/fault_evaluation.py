@@ -30,9 +30,9 @@ import pandas as pd
 
 from ml_monitoring_service.data.pod_recordings import InjectedFault
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.pipeline.periods import rank_services
 from ml_monitoring_service.prepare.densify import ServiceTensor
 from ml_monitoring_service.prepare.normalise import RobustScaler
+from ml_monitoring_service.rootcause import rank_root_causes
 
 FAULT_WINDOW = pd.Timedelta(minutes=5)
 RECOVERY = pd.Timedelta(minutes=15)
@@ -109,8 +109,14 @@ def training_range(
     return max(campaign or stretches, key=lambda s: s[1] - s[0])
 
 
-def judge(result: ScoreResult, window: FaultWindow) -> FaultOutcome:
-    """Detection, delay and the injected service's rank by summed service score."""
+def judge(
+    result: ScoreResult, window: FaultWindow, edges: Sequence[tuple[str, str]] = ()
+) -> FaultOutcome:
+    """Detection, delay and the injected service's rank in the shipped root-cause ranking.
+
+    ``edges`` (caller, callee) is the recording's call graph; without one the ranking is by
+    summed service score.
+    """
     inside = _ends_inside(result.ends, window)
     if not inside.any():
         return FaultOutcome(None, None, None)
@@ -118,7 +124,7 @@ def judge(result: ScoreResult, window: FaultWindow) -> FaultOutcome:
     delay = None
     if alerts.any():
         delay = (result.ends[int(np.argmax(alerts))] - window.start) / pd.Timedelta(minutes=1)
-    ranking = [service for service, _ in rank_services(result, inside)]
+    ranking = [c.service for c in rank_root_causes(result, inside, edges)]
     return FaultOutcome(bool(alerts.any()), delay, _rank(ranking, window.service))
 
 

@@ -53,7 +53,7 @@ def score_variant(
         frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
     )
     result = detector.score(tensor)
-    periods = anomalous_periods(result)
+    periods = anomalous_periods(result, config.edges)
     summary = build_summary(
         set_name=config.name,
         variant_label=variant.label,

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.rootcause import Candidate, rank_root_causes
+
+CANDIDATES_REPORTED = 3
 
 
 @dataclass(frozen=True)
 class AnomalousPeriod:
-    """A maximal run of consecutive anomalous windows, blamed on its peak window's top channel."""
+    """A maximal run of consecutive anomalous windows, blamed on its most likely root cause.
+
+    ``candidates`` are the top root-cause candidates (:mod:`ml_monitoring_service.rootcause`);
+    ``top_service`` / ``top_metric`` are the first one's.
+    """
 
     start: pd.Timestamp
     end: pd.Timestamp
@@ -21,6 +29,7 @@ class AnomalousPeriod:
     top_service: str
     top_metric: str
     windows: int  # windows in the span, including short normal gaps that were merged
+    candidates: tuple[Candidate, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form used in the inference summary."""
@@ -32,24 +41,29 @@ class AnomalousPeriod:
             "top_service": self.top_service,
             "top_metric": self.top_metric,
             "windows": self.windows,
+            "root_cause_candidates": [c.to_dict() for c in self.candidates],
         }
 
 
-def anomalous_periods(result: ScoreResult) -> list[AnomalousPeriod]:
+def anomalous_periods(
+    result: ScoreResult, edges: Sequence[tuple[str, str]] = ()
+) -> list[AnomalousPeriod]:
     """Runs of windows above threshold, merged while their time spans overlap.
+
+    ``edges`` (caller, callee) is the service set's call graph, used to rank root causes.
 
     Windows overlap in time, so two runs separated by a few normal windows usually describe one
     incident; reporting them once keeps the alert count honest.
     """
     flags = result.is_anomalous.astype(np.int8)
-    edges = np.diff(np.concatenate([[0], flags, [0]]))
+    steps = np.diff(np.concatenate([[0], flags, [0]]))
     runs: list[list[int]] = []
-    for first, stop in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+    for first, stop in zip(np.flatnonzero(steps == 1), np.flatnonzero(steps == -1), strict=True):
         if runs and result.starts[int(first)] <= result.ends[runs[-1][1] - 1]:
             runs[-1][1] = int(stop)
         else:
             runs.append([int(first), int(stop)])
-    return [_period(result, first, stop) for first, stop in runs]
+    return [_period(result, first, stop, edges) for first, stop in runs]
 
 
 def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, float]]:
@@ -65,19 +79,20 @@ def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, f
     return [(result.services[i], float(totals[i])) for i in order]
 
 
-def _period(result: ScoreResult, first: int, stop: int) -> AnomalousPeriod:
+def _period(
+    result: ScoreResult, first: int, stop: int, edges: Sequence[tuple[str, str]]
+) -> AnomalousPeriod:
     peak = first + int(np.argmax(result.window_scores[first:stop]))
     inside = np.zeros(len(result.window_scores), dtype=bool)
     inside[first:stop] = True
-    top_service = rank_services(result, inside)[0][0]
-    service_index = result.services.index(top_service)
-    metric_index = int(np.argmax(result.metric_scores[first:stop, service_index].max(axis=0)))
+    candidates = rank_root_causes(result, inside, edges)
     return AnomalousPeriod(
         start=result.starts[first],
         end=result.ends[stop - 1],
         peak_time=result.ends[peak],
         peak_score=float(result.window_scores[peak]),
-        top_service=top_service,
-        top_metric=result.features[metric_index],
+        top_service=candidates[0].service,
+        top_metric=candidates[0].metric,
         windows=stop - first,
+        candidates=tuple(candidates[:CANDIDATES_REPORTED]),
     )
