@@ -192,3 +192,17 @@ def test_cli_daemon_mode_reports_configuration_errors_with_exit_2(tmp_path: Path
     tiny_sets(tmp_path, "tiny")  # writes sets.yaml
     assert main(["--config", str(config), "--active-set", "tiny,missing"]) == 2
     assert main(["--config", str(config), "--active-set", "tiny,tiny", "--run-once-training"]) == 2
+
+
+def test_a_busy_metrics_port_is_a_configuration_error(tmp_path: Path) -> None:
+    from ml_monitoring_service.errors import ConfigError
+
+    first = Daemon(tiny_sets(tmp_path, "tiny"), daemon_env(tmp_path))
+    assert first.server is not None
+    try:
+        with pytest.raises(ConfigError, match="METRICS_PORT"):
+            Daemon(
+                tiny_sets(tmp_path, "tiny"), daemon_env(tmp_path, metrics_port=first.server.port)
+            )
+    finally:
+        first.server.stop()

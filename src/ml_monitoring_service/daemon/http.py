@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ml_monitoring_service.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 Readiness = Callable[[], dict[str, list[str]]]
@@ -26,7 +28,12 @@ class StatusServer:
         self, host: str, port: int, metrics: Callable[[], bytes], missing_models: Readiness
     ) -> None:
         self._metrics, self._missing = metrics, missing_models
-        self._server = ThreadingHTTPServer((host, port), self._handler())
+        try:
+            self._server = ThreadingHTTPServer((host, port), self._handler())
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve /metrics on METRICS_HOST={host} METRICS_PORT={port}: {exc}"
+            ) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="status-http", daemon=True
@@ -45,7 +52,9 @@ class StatusServer:
         logger.info("serving /health, /ready and /metrics on %s", self.url)
 
     def stop(self) -> None:
-        self._server.shutdown()
+        """Stop serving and release the port (``shutdown`` would wait forever if never started)."""
+        if self._thread.is_alive():
+            self._server.shutdown()
         self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
