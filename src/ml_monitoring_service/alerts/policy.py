@@ -146,12 +146,14 @@ class WindowVerdict:
 def verdicts_from_scores(result: ScoreResult) -> list[WindowVerdict]:
     """One verdict per scored window, blamed on its highest service and that service's metric."""
     services = np.argmax(result.service_scores, axis=1)
+    # Python datetimes stop at microseconds; event-variant window ends carry nanoseconds.
+    ends = result.ends.floor("us").to_pydatetime()
     verdicts = []
     for i, s in enumerate(services):
         metric = int(np.argmax(result.metric_scores[i, s]))
         verdicts.append(
             WindowVerdict(
-                end=result.ends[i].to_pydatetime(),
+                end=ends[i],
                 score=float(result.window_scores[i]),
                 threshold=float(result.threshold),
                 service=result.services[int(s)],
