@@ -172,3 +172,18 @@ def test_parameters_grow_only_with_the_service_embedding() -> None:
         return sum(p.numel() for p in network.parameters())
 
     assert count(50) - count(6) == 44 * 32  # one 32-wide embedding row per extra service
+
+
+def test_transformer_scores_do_not_depend_on_the_scoring_chunk(
+    train_val_test, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scoring is chunked by an attention-memory budget (it shrinks with S²); results must not."""
+    from ml_monitoring_service.detectors import transformer
+
+    detector = _fit_once("transformer_autoencoder", train_val_test)
+    test = train_val_test[2]
+    whole = detector.score(test)
+    monkeypatch.setattr(transformer, "_SCORING_ATTENTION_BUDGET", 1)  # one window per chunk
+    one_by_one = detector.score(test)
+    np.testing.assert_allclose(one_by_one.metric_scores, whole.metric_scores, rtol=1e-5)
+    np.testing.assert_array_equal(one_by_one.is_anomalous, whole.is_anomalous)

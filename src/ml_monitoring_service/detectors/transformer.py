@@ -19,6 +19,11 @@ from ml_monitoring_service.prepare.windows import Windows
 
 logger = logging.getLogger(__name__)
 _STATE_FILE = "state_dict.pt"
+# Attention weights allowed in one scoring chunk (2**26 floats = 256 MiB). Attention across services
+# costs S² per time step, so a fixed chunk of windows that is harmless at 6 services needs >10 GiB
+# at 200; chunks shrink with S instead. Windows are scored independently, so results do not depend
+# on the chunk size.
+_SCORING_ATTENTION_BUDGET = 2**26
 
 
 class TransformerAutoencoderDetector(WindowDetector):
@@ -152,10 +157,14 @@ class TransformerAutoencoderDetector(WindowDetector):
         """``[N, W, S, F]`` squared errors of the deterministic (eval-mode) reconstruction."""
         self.network_.eval()
         values, context = _as_tensors(windows)
+        _, window, services, _ = values.shape
+        # per window: service attention (W · S²) and temporal attention (S · W²), for every head
+        per_window = self.n_heads * (window * services**2 + services * window**2)
+        chunk = max(1, min(4 * self.batch_size, _SCORING_ATTENTION_BUDGET // per_window))
         chunks = []
-        for start in range(0, len(values), 4 * self.batch_size):
-            x = values[start : start + 4 * self.batch_size].to(self.device_)
-            c = context[start : start + 4 * self.batch_size].to(self.device_)
+        for start in range(0, len(values), chunk):
+            x = values[start : start + chunk].to(self.device_)
+            c = context[start : start + chunk].to(self.device_)
             chunks.append(((self.network_(x, c) - x) ** 2).cpu().numpy())
         return np.concatenate(chunks, axis=0)
 
