@@ -179,32 +179,23 @@ def synthetic_tensor(n_services: int, n_metrics: int, span: pd.Timedelta, seed: 
 
 
 def build_detector(spec: dict[str, Any]) -> Any:
-    """The transformer with the configuration defaults, except for the training schedule."""
-    from ml_monitoring_service.config import DetectionConfig, ModelConfig, PreprocessingConfig
-    from ml_monitoring_service.detectors import TransformerAutoencoderDetector
+    """The pipeline's detector, configuration defaults except for the training schedule."""
+    from ml_monitoring_service.config import ModelConfig, ServiceSetConfig
+    from ml_monitoring_service.pipeline.training import build_detector as pipeline_detector
 
-    model, prep = ModelConfig(), PreprocessingConfig()
-    return TransformerAutoencoderDetector(
-        window_size=prep.window_size,
-        train_stride=prep.train_stride,
-        score_stride=prep.score_stride,
-        threshold_percentile=DetectionConfig().threshold_percentile,
-        d_model=model.d_model,
-        n_heads=model.n_heads,
-        n_layers=model.n_layers,
-        latent_dim=model.latent_dim,
-        temporal_pool=model.temporal_pool,
-        dropout=model.dropout,
-        input_noise=model.input_noise,
-        max_epochs=spec["epochs"],
-        windows_per_epoch=spec["windows_per_epoch"],
-        patience=spec["epochs"],
-        batch_size=model.batch_size,
-        learning_rate=model.learning_rate,
-        device="cpu",
-        seed=model.seed,
-        show_progress=False,
+    # Only hyper-parameters reach the detector; the network is sized from the data at fit time.
+    config = ServiceSetConfig(
+        source="demo",
+        services=("placeholder",),
+        metrics={"placeholder": "placeholder"},
+        model=ModelConfig(
+            max_epochs=spec["epochs"],
+            windows_per_epoch=spec["windows_per_epoch"],
+            patience=spec["epochs"],
+            device="cpu",
+        ),
     )
+    return pipeline_detector(config, show_progress=False)
 
 
 def model_child(spec: dict[str, Any]) -> dict[str, Any]:

@@ -6,18 +6,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
+
+from scripts_under_test import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "resources" / "smd_tiny"
@@ -38,16 +38,7 @@ NEZHA_METRICS = ["detection_rate", "ac_at_1", "ac_at_3"]
 SMD_TINY = ["--dataset", "smd", "--path", str(TINY), "--interval", "5min", "--window-size", "16"]
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("evaluate_public", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-SCRIPT_MODULE = _load_script()
+SCRIPT_MODULE = load_script("evaluate_public")
 
 
 def _run(argv: list[str], out: Path) -> dict[str, Any]:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "perf_benchmark.py"
-
-
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("perf_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from scripts_under_test import load_script
 
 
 @pytest.fixture(scope="module")
 def benchmark() -> ModuleType:
-    return _load_script()
+    return load_script("perf_benchmark")
 
 
 def test_parameters_grow_linearly_in_services(benchmark: ModuleType) -> None:
