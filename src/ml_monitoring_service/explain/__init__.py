@@ -1,1 +1,1 @@
-"""Explaining an alert: log evidence mined from the period's log events and an optional LLM narrative."""
+"""Explaining an alert: log evidence from the period's log events and an optional LLM narrative."""
