@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr
 
-from ml_monitoring_service.config import EnvironmentSettings, NarrativeConfig, load_config
+from ml_monitoring_service.config import (
+    DEFAULT_CONFIG_PATH,
+    EnvironmentSettings,
+    NarrativeConfig,
+    load_config,
+)
 from ml_monitoring_service.errors import ConfigError
 from ml_monitoring_service.explain.llm_payload import Masker, incident_payload
 from ml_monitoring_service.explain.narrative import Narrative, narrate, parse_answer
@@ -330,3 +336,13 @@ def test_api_key_comes_from_the_environment_and_is_never_printed() -> None:
     )
     assert env.llm_api_key is not None and env.llm_api_key.get_secret_value() == KEY
     assert KEY not in repr(env) and KEY not in str(env)
+
+
+def test_shipped_commented_example_is_valid() -> None:
+    """The commented ``narrative`` example in the shipped file loads once uncommented."""
+    lines = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8").splitlines()
+    start = lines.index("    # narrative:")
+    block = [line[6:] for line in lines[start + 1 :] if line.startswith("    #   ")]
+    example = NarrativeConfig(**yaml.safe_load("\n".join(block)))
+    assert not example.enabled and example.url == "http://127.0.0.1:11434/v1"
+    assert example.mask_patterns == (r"ACC-\d{8}",)
