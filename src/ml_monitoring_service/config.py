@@ -14,6 +14,7 @@ typo cannot silently fall back to a default.
 from __future__ import annotations
 
 import os
+import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -218,6 +219,63 @@ class LifecycleConfig(_Strict):
     exclude: tuple[TimeRange, ...] = ()
 
 
+def _check_http_url(value: str | None) -> str | None:
+    """A URL we may send requests to: ``http://`` or ``https://``, no credentials inside it.
+
+    Credentials belong in the environment (``SecretStr``), where they are never printed; a URL is
+    logged with every failure.
+    """
+    if value is None:
+        return None
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https://, got {value!r}")
+    if "@" in value.split("/", 3)[2]:
+        raise ValueError("must not contain credentials (user:password@); use the environment")
+    return value
+
+
+class NarrativeConfig(_Strict):
+    """The optional LLM narrative of an incident (``explain/narrative.py``); off by default.
+
+    ``url`` is the base URL of an OpenAI-compatible API (requests go to ``{url}/chat/completions``),
+    ``model`` the model name it serves. Only masked metadata is sent; ``mask_patterns`` are extra
+    regular expressions (e.g. customer or account number formats) replaced by ``<MASKED>`` on top
+    of the built-in masks. The API key comes from ``LLM_API_KEY`` in the environment, never from
+    this file.
+    """
+
+    enabled: bool = False
+    url: str | None = None
+    model: str | None = None
+    timeout_s: float = Field(30.0, gt=0.0, le=600.0)
+    max_tokens: int = Field(800, ge=64, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    mask_patterns: tuple[str, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        checked = _check_http_url(value)
+        return checked.rstrip("/") if checked is not None else None
+
+    @field_validator("mask_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"mask pattern {pattern!r} is not a valid regex: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> NarrativeConfig:
+        missing = [key for key in ("url", "model") if self.enabled and not getattr(self, key)]
+        if missing:
+            raise ValueError(f"enabled: true needs {' and '.join(missing)}")
+        return self
+
+
 class ServiceSetConfig(_Strict):
     """One named set of interacting services, monitored and modelled together."""
 
@@ -236,6 +294,7 @@ class ServiceSetConfig(_Strict):
     schedule: ScheduleConfig = ScheduleConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     alerting: AlertPolicyConfig = AlertPolicyConfig()
+    narrative: NarrativeConfig = NarrativeConfig()
 
     @field_validator("services")
     @classmethod
@@ -295,13 +354,13 @@ class EnvironmentSettings(_Strict):
     alertmanager_url: str | None = None
     alert_webhook_url: str | None = None
     alert_outbox_dir: Path | None = None  # default: <output_dir>/alerts/outbox
+    # Bearer token of the LLM narrative's API (config: narrative); none for a local server.
+    llm_api_key: SecretStr | None = None
 
     @field_validator("splunk_url", "prometheus_url", "alertmanager_url", "alert_webhook_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError(f"must start with http:// or https://, got {value!r}")
-        return value
+        return _check_http_url(value)
 
     @classmethod
     def from_environment(
@@ -309,7 +368,7 @@ class EnvironmentSettings(_Strict):
     ) -> EnvironmentSettings:
         """Read ``OUTPUT_DIR``, ``MLFLOW_TRACKING_URI``, ``SPLUNK_*``, ``PROMETHEUS_*``,
         ``REQUESTS_VERIFY``, ``DOWNLOAD``, ``CACHE_DIR``, ``METRICS_HOST``, ``METRICS_PORT``,
-        ``ALERTMANAGER_URL``, ``ALERT_WEBHOOK_URL`` and ``ALERT_OUTBOX_DIR``.
+        ``ALERTMANAGER_URL``, ``ALERT_WEBHOOK_URL``, ``ALERT_OUTBOX_DIR`` and ``LLM_API_KEY``.
 
         Real environment variables win over ``.env``, so a deployment can override a
         checked-out file.
