@@ -32,7 +32,7 @@ def metric_kind(metric: str) -> str:
 def _check(kind: str, direction: str | None, service: str, callees: Sequence[str]) -> str:
     """One runbook line for ``service`` whose metric of ``kind`` moved in ``direction``."""
     deps = ", ".join(callees) if callees else "its databases and external dependencies"
-    if kind == "silence" and direction == "down":
+    if kind == "silence" and direction != "up":
         return (
             f"Is {service} up? Check its pods/instances and restarts, then whether metric "
             f"scraping and log shipping for {service} still work (a silent service can be "

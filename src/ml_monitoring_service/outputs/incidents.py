@@ -190,9 +190,9 @@ def call_path(
 ) -> list[str]:
     """Shortest caller → callee path from an entry point (a service nobody calls) to ``service``.
 
-    Of several entry points or equally short paths, the one whose services scored highest in the
-    period wins. In a cycle with no entry point any caller may start the path; a service nobody
-    calls is a path of its own.
+    The shortest over all entry points wins; of equally short ones, the one whose services scored
+    highest in the period (``totals``). In a cycle with no entry point any caller may start the
+    path; a service nobody calls is a path of its own.
     """
     graph = nx.DiGraph(list(edges))
     if service not in graph:
