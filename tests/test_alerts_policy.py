@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from ml_monitoring_service.alerts.policy import (
     AlertPolicy,
     AlertPolicyConfig,
+    IncidentLink,
     Notification,
     WindowVerdict,
     verdicts_from_scores,
@@ -242,3 +243,18 @@ def test_verdicts_from_scores_blame_the_top_service_and_its_top_metric() -> None
         ("db", "cpu", False),
     ]
     assert verdicts[1].end == T0 + STEP
+
+
+def test_annotation_links_the_incident_of_the_newest_anomalous_window() -> None:
+    earlier = IncidentLink(T0 - 10 * STEP, T0 - STEP, "incidents/earlier.md")
+    current = IncidentLink(T0, T0 + 3 * STEP, "incidents/current.md")
+    track = policy()
+    fired = track.observe("shop", "event", windows("xxxx."), incidents=[earlier, current])
+    assert fired[0].alert.annotations["incident_report"] == "incidents/current.md"
+    # the recovered windows belong to no period: the alert keeps the report it links to
+    resolved = track.observe("shop", "event", windows(".....", 5), incidents=[earlier])
+    assert events(resolved) == ["resolved"]
+    assert resolved[0].alert.annotations["incident_report"] == "incidents/current.md"
+    assert (
+        "incident_report" not in policy().observe("shop", "e", windows("xxx"))[0].alert.annotations
+    )

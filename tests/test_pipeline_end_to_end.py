@@ -49,6 +49,7 @@ PERIOD_KEYS = {
     "top_metric",
     "windows",
     "root_cause_candidates",
+    "incident_report",
 }
 
 
@@ -97,6 +98,7 @@ def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Pat
             assert candidates[0]["service"] == period["top_service"]
             confidences = [c["confidence"] for c in candidates]
             assert confidences == sorted(confidences, reverse=True) and sum(confidences) <= 1
+            assert (output / "tiny" / period["incident_report"]).is_file()
         assert (
             output / "tiny" / f"microservice_graph_with_results_{variant}.png"
         ).stat().st_size > 1000

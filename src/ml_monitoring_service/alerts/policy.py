@@ -25,7 +25,8 @@ Rules, per (service set, alert key) track; the key is typically the variant (``e
 * **Severity** is ``critical`` when the worst window's score is at least ``critical_ratio`` ×
   its threshold, else ``warning``. Labels (severity, service, metric included) are fixed when an
   alert fires, because Alertmanager identifies an alert by its labels; annotations carry the
-  current worst score, threshold and top service/metric.
+  current worst score, threshold and top service/metric, and ``incident_report``: the report of
+  the anomalous period (see :class:`IncidentLink`) that holds the newest anomalous window.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import hashlib
 import json
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -164,6 +165,19 @@ def verdicts_from_scores(result: ScoreResult) -> list[WindowVerdict]:
 
 
 @dataclass(frozen=True)
+class IncidentLink:
+    """Where the incident report of one anomalous period is: windows ending in
+    ``[start, end]`` belong to it."""
+
+    start: datetime
+    end: datetime
+    report: str
+
+    def holds(self, moment: datetime) -> bool:
+        return self.start <= moment <= self.end
+
+
+@dataclass(frozen=True)
 class Alert:
     """An alert as Alertmanager sees it; ``id`` is stable for one firing-to-resolved episode."""
 
@@ -234,17 +248,24 @@ class AlertPolicy:
             self._restore(state)
 
     def observe(
-        self, service_set: str, key: str, verdicts: Iterable[WindowVerdict], *, report: str = ""
+        self,
+        service_set: str,
+        key: str,
+        verdicts: Iterable[WindowVerdict],
+        *,
+        report: str = "",
+        incidents: Sequence[IncidentLink] = (),
     ) -> list[Notification]:
         """Process the tick's windows; return the notifications to send, oldest first.
 
-        ``report`` (a link or path to the run's outputs) goes into the alert's annotations.
+        ``report`` (a link or path to the run's outputs) goes into the alert's annotations, and
+        so does the report of the incident among ``incidents`` that the alert belongs to.
         """
         track = self._tracks.get((service_set, key))
         if track is None:
             track = _Track(deque(maxlen=self.config.window_count))
             self._tracks[(service_set, key)] = track
-        context = _Context(service_set, key, report)
+        context = _Context(service_set, key, report, tuple(incidents))
         out: list[Notification] = []
         for verdict in self._fresh(track, verdicts):
             track.last_end = verdict.end
@@ -354,12 +375,16 @@ class AlertPolicy:
         )
         if resolved_at is not None:
             summary = f"Resolved at {_short(resolved_at)}: {summary}"
-        return {
+        annotations = {
             "score": f"{worst.score:.6g}",
             "threshold": f"{worst.threshold:.6g}",
             "summary": summary,
             "report": context.report,
         }
+        incident = _incident_report(track, context)
+        if incident:
+            annotations["incident_report"] = incident
+        return annotations
 
     @staticmethod
     def _emit(track: _Track, event: Event, alert: Alert) -> Notification:
@@ -374,6 +399,22 @@ class _Context:
     service_set: str
     key: str
     report: str
+    incidents: tuple[IncidentLink, ...] = ()
+
+
+def _incident_report(track: _Track, context: _Context) -> str:
+    """Report of the period holding the newest anomalous window of ``track.recent``.
+
+    When no period holds one (e.g. at resolve time, when the recent windows are normal), the
+    alert keeps the report it already links to.
+    """
+    anomalous = [w.end for w in track.recent if w.anomalous]
+    if anomalous:
+        newest = max(anomalous)
+        for link in context.incidents:
+            if link.holds(newest):
+                return link.report
+    return "" if track.alert is None else track.alert.annotations.get("incident_report", "")
 
 
 def _replace_annotations(

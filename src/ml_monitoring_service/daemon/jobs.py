@@ -17,14 +17,24 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml_monitoring_service.alerts import AlertPolicy, Notification, Outbox, verdicts_from_scores
+from ml_monitoring_service.alerts import (
+    AlertPolicy,
+    IncidentLink,
+    Notification,
+    Outbox,
+    verdicts_from_scores,
+)
 from ml_monitoring_service.config import EnvironmentSettings, ServiceSetConfig
 from ml_monitoring_service.daemon.demo_stream import DemoStream
 from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge, register_model
 from ml_monitoring_service.daemon.metrics import DaemonMetrics
 from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.detectors.base import WindowDetector
-from ml_monitoring_service.pipeline.inference import output_paths, score_variant
+from ml_monitoring_service.pipeline.inference import (
+    InferenceOutcome,
+    output_paths,
+    score_variant,
+)
 from ml_monitoring_service.pipeline.model_store import (
     load_latest_good,
     model_root,
@@ -173,7 +183,9 @@ class SetRunner:
             self.metrics.observe_scores(self.name, variant.name, outcome.result)
             report = str(output_paths(self.env.output_dir, self.name, variant)["summary"])
             verdicts = verdicts_from_scores(outcome.result)
-            new = self.policy.observe(self.name, variant.name, verdicts, report=report)
+            new = self.policy.observe(
+                self.name, variant.name, verdicts, report=report, incidents=incident_links(outcome)
+            )
             notes.extend(new)
             self._export_alerts(variant, new)
         if self.outbox is not None:
@@ -193,11 +205,29 @@ class SetRunner:
                 log_notification(note)
 
 
+def incident_links(outcome: InferenceOutcome) -> list[IncidentLink]:
+    """Each anomalous period's time span and incident report path, for the alert annotations.
+
+    Times are floored to microseconds like the window verdicts' ends, so a window end compares
+    correctly with the period bounds.
+    """
+    return [
+        IncidentLink(
+            start=period.start.floor("us").to_pydatetime(),
+            end=period.end.floor("us").to_pydatetime(),
+            report=str(report),
+        )
+        for period, report in zip(outcome.periods, outcome.incident_reports, strict=True)
+    ]
+
+
 def log_notification(note: Notification) -> None:
-    """One concise line per firing or resolve, naming the top service and metric."""
+    """One concise line per firing or resolve, naming the top service and metric (and the
+    incident report, when the alert links one)."""
     labels, annotations = note.alert.labels, note.alert.annotations
+    report = annotations.get("incident_report")
     logger.warning(
-        "ALERT %s %s [%s/%s] %s/%s severity=%s: %s",
+        "ALERT %s %s [%s/%s] %s/%s severity=%s: %s%s",
         note.event.upper(),
         labels.get("alertname"),
         labels.get("service_set"),
@@ -206,6 +236,7 @@ def log_notification(note: Notification) -> None:
         labels.get("metric"),
         labels.get("severity"),
         annotations.get("summary", ""),
+        f" (incident report {report})" if report else "",
     )
 
 

@@ -30,7 +30,7 @@ def plot_service_graph(
     graph.add_edges_from(edges)
     ratio = result.service_scores.max(axis=0) / max(result.threshold, 1e-12)
     colours = plt.get_cmap("RdYlGn_r")(np.clip(ratio, 0.0, 1.0))
-    layout = _layout(graph)
+    layout = call_graph_layout(graph)
     figure, axes = plt.subplots(figsize=(8, 6))
     nx.draw_networkx_edges(graph, layout, ax=axes, arrows=True, arrowsize=18, edge_color="grey")
     nx.draw_networkx_nodes(graph, layout, ax=axes, node_color=colours, node_size=2200)
@@ -38,10 +38,10 @@ def plot_service_graph(
     nx.draw_networkx_labels(graph, layout, labels=labels, ax=axes, font_size=8)
     axes.set_title(f"{title}\npeak service score / threshold")
     axes.axis("off")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _layout(graph: nx.DiGraph) -> dict[str, np.ndarray]:
+def call_graph_layout(graph: nx.DiGraph) -> dict[str, np.ndarray]:
     """Callers above callees when the graph is a DAG; a seeded spring layout otherwise."""
     if graph.number_of_edges() and nx.is_directed_acyclic_graph(graph):
         for layer, nodes in enumerate(nx.topological_generations(graph)):
@@ -65,10 +65,10 @@ def plot_score_timeline(
     axes.set_ylabel("score (log)")
     axes.legend(loc="upper left")
     figure.autofmt_xdate()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def save_figure(figure: plt.Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -7,6 +7,7 @@ could break a consumer.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,22 @@ def build_summary(
     model_version: str,
     result: ScoreResult,
     periods: list[AnomalousPeriod],
+    incident_reports: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything an operator or a downstream tool needs from one run, as plain JSON types."""
+    """Everything an operator or a downstream tool needs from one run, as plain JSON types.
+
+    ``incident_reports`` (one per period: the report's path relative to the summary) become each
+    period's ``incident_report``.
+    """
     anomalous = result.is_anomalous
+    period_dicts = [period.to_dict() for period in periods]
+    if incident_reports is not None:
+        if len(incident_reports) != len(periods):
+            raise ValueError(
+                f"{len(incident_reports)} incident reports for {len(periods)} anomalous periods"
+            )
+        for entry, report in zip(period_dicts, incident_reports, strict=True):
+            entry["incident_report"] = report
     return {
         "schema_version": SUMMARY_SCHEMA_VERSION,
         "set": set_name,
@@ -41,7 +55,7 @@ def build_summary(
         "max_score": float(result.window_scores.max()),
         "service_scores": _per_service(result),
         "metric_scores": _per_metric(result),
-        "anomalous_periods": [period.to_dict() for period in periods],
+        "anomalous_periods": period_dicts,
     }
 
 

@@ -11,9 +11,10 @@ import pandas as pd
 
 from ml_monitoring_service.config import ServiceSetConfig
 from ml_monitoring_service.detectors.base import ScoreResult, WindowDetector
+from ml_monitoring_service.outputs.incidents import write_incident_reports
 from ml_monitoring_service.outputs.plots import plot_score_timeline, plot_service_graph
 from ml_monitoring_service.outputs.summary import build_summary, write_summary
-from ml_monitoring_service.pipeline.periods import anomalous_periods
+from ml_monitoring_service.pipeline.periods import AnomalousPeriod, anomalous_periods
 from ml_monitoring_service.prepare.densify import densify
 from ml_monitoring_service.prepare.variants import Variant
 
@@ -22,12 +23,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class InferenceOutcome:
-    """Scores, the summary written to disk, and where the files are."""
+    """Scores, the summary written to disk, and where the files are.
+
+    ``incident_reports`` are the Markdown incident reports, one per entry of ``periods``.
+    """
 
     variant: Variant
     result: ScoreResult
     summary: dict[str, Any]
     files: tuple[Path, ...]
+    periods: tuple[AnomalousPeriod, ...] = ()
+    incident_reports: tuple[Path, ...] = ()
 
 
 def output_paths(output_dir: Path, set_name: str, variant: Variant) -> dict[str, Path]:
@@ -37,6 +43,7 @@ def output_paths(output_dir: Path, set_name: str, variant: Variant) -> dict[str,
         "summary": base / f"inference_summary_{variant.name}.json",
         "graph": base / f"microservice_graph_with_results_{variant.name}.png",
         "timeline": base / f"score_timeline_{variant.name}.png",
+        "incidents": base / "incidents",
     }
 
 
@@ -48,20 +55,32 @@ def score_variant(
     model_version: str,
     output_dir: Path,
 ) -> InferenceOutcome:
-    """Densify ``frame`` like training did, score it, and write summary JSON and PNGs."""
+    """Densify ``frame`` like training did, score it, and write summary JSON, PNGs and an
+    incident report per anomalous period."""
     tensor = densify(
         frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
     )
     result = detector.score(tensor)
     periods = anomalous_periods(result, config.edges)
+    paths = output_paths(output_dir, config.name, variant)
+    reports = write_incident_reports(
+        periods,
+        set_name=config.name,
+        variant=variant,
+        model_version=model_version,
+        tensor=tensor,
+        result=result,
+        edges=config.edges,
+        directory=paths["incidents"],
+    )
     summary = build_summary(
         set_name=config.name,
         variant_label=variant.label,
         model_version=model_version,
         result=result,
         periods=periods,
+        incident_reports=[str(r.relative_to(paths["summary"].parent)) for r in reports],
     )
-    paths = output_paths(output_dir, config.name, variant)
     write_summary(summary, paths["summary"])
     title = f"{config.name} · {variant.label} · model {model_version}"
     plot_service_graph(result, config.edges, paths["graph"], title)
@@ -87,4 +106,5 @@ def score_variant(
             period.top_service,
             period.top_metric,
         )
-    return InferenceOutcome(variant, result, summary, tuple(paths.values()))
+    files = (paths["summary"], paths["graph"], paths["timeline"])
+    return InferenceOutcome(variant, result, summary, files, tuple(periods), tuple(reports))
