@@ -15,11 +15,17 @@ import networkx as nx
 import pandas as pd
 import pytest
 
-from ml_monitoring_service.config import EnvironmentSettings, ServiceSetConfig, load_config
+from ml_monitoring_service.config import (
+    EnvironmentSettings,
+    NarrativeConfig,
+    ServiceSetConfig,
+    load_config,
+)
 from ml_monitoring_service.daemon.jobs import SetRunner
 from ml_monitoring_service.daemon.metrics import DaemonMetrics
 from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.detectors.baselines import RobustZScoreDetector
+from ml_monitoring_service.explain.narrative import narrator
 from ml_monitoring_service.outputs.incident_checks import metric_kind, suggested_checks
 from ml_monitoring_service.outputs.incidents import (
     prune_incidents,
@@ -32,6 +38,7 @@ from ml_monitoring_service.pipeline.training import chronological_split
 from ml_monitoring_service.prepare.densify import ServiceTensor, densify
 from ml_monitoring_service.prepare.variants import Variant
 from ml_monitoring_service.tracking import RunTracker
+from standins.llm_server import running_llm
 
 SETS = """
 service_sets:
@@ -346,3 +353,33 @@ def test_suggested_checks_follow_metric_kind_and_explanations() -> None:
     assert checks[0].startswith("Is payment up?") and "log shipping" in checks[0]
     assert checks[-1].startswith("Compare with checkout, which is explained by payment")
     assert not any("checkout's dependencies" in c for c in checks)  # an echo gets no runbook
+
+
+def test_narrative_is_asked_once_per_new_incident_and_lands_in_the_report(tmp_path: Path) -> None:
+    """The LLM path end to end: the stand-in's answer is in JSON and Markdown; a rescore of the
+    same data (the daemon's every tick) asks nothing; without a narrator the reports are the same
+    apart from the narrative."""
+    (tmp_path / "sets.yaml").write_text(SETS)
+    base = load_config(tmp_path / "sets.yaml").service_set("tiny")
+    frame = inference_data(base, NOW).frame
+    variant = VARIANTS[0]
+    detector = fitted(base, variant)
+    plain = score_variant(base, frame, variant, detector, "v1", tmp_path / "plain")
+    with running_llm() as llm:
+        settings = NarrativeConfig(enabled=True, url=llm.url, model="stand-in", timeout_s=5.0)
+        config = base.model_copy(update={"narrative": settings})
+        output = tmp_path / "narrated"
+        told = score_variant(config, frame, variant, detector, "v1", output, narrator(settings))
+        asked = len(llm.received())
+        score_variant(config, frame, variant, detector, "v1", output, narrator(settings))
+        assert len(llm.received()) == asked, "an unchanged incident must not be sent again"
+    assert asked == len(told.periods) > 0
+    for with_llm, without in zip(told.incident_reports, plain.incident_reports, strict=True):
+        incident = json.loads(with_llm.with_suffix(".json").read_text())
+        reference = json.loads(without.with_suffix(".json").read_text())
+        narrative = incident["narrative"]
+        assert narrative["likely_root_cause"].split()[0] in base.services
+        assert 0.0 <= narrative["confidence"] <= 1.0
+        assert "Narrative (LLM, unverified)" in with_llm.read_text()
+        assert reference["narrative"] is None
+        assert {**incident, "narrative": None} == reference

@@ -30,6 +30,7 @@ from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge, registe
 from ml_monitoring_service.daemon.metrics import DaemonMetrics
 from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.detectors.base import WindowDetector
+from ml_monitoring_service.explain.narrative import narrator
 from ml_monitoring_service.pipeline.inference import (
     InferenceOutcome,
     output_paths,
@@ -176,9 +177,16 @@ class SetRunner:
         else:
             frame = inference_data(self.config, now, self.env).frame
         notes: list[Notification] = []
+        narrate = narrator(self.config.narrative, self.env.llm_api_key)
         for variant, model in ready.items():
             outcome = score_variant(
-                self.config, frame, variant, model.detector, model.version, self.env.output_dir
+                self.config,
+                frame,
+                variant,
+                model.detector,
+                model.version,
+                self.env.output_dir,
+                narrate,
             )
             self.metrics.observe_scores(self.name, variant.name, outcome.result)
             report = str(output_paths(self.env.output_dir, self.name, variant)["summary"])

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 import requests
@@ -102,6 +102,24 @@ def narrate(
     except NarrativeFailure as exc:
         logger.warning("LLM narrative skipped: POST %s: %s", url, exc)
     return None
+
+
+Narrator = Callable[[Mapping[str, Any]], dict[str, Any] | None]
+
+
+def narrator(settings: NarrativeConfig, api_key: SecretStr | None = None) -> Narrator | None:
+    """What the report writer calls per new incident: the narrative as a dict, or None.
+
+    None when the narrative is off, so callers can skip the whole step (no payload is built).
+    """
+    if not settings.enabled:
+        return None
+
+    def narrate_as_dict(incident: Mapping[str, Any]) -> dict[str, Any] | None:
+        found = narrate(incident, settings, api_key)
+        return None if found is None else found.model_dump()
+
+    return narrate_as_dict
 
 
 def _post(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,11 +232,14 @@ def write_incident_reports(
     edges: Sequence[tuple[str, str]],
     directory: Path,
     keep: int = KEEP_INCIDENTS,
+    narrator: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None,
 ) -> list[Path]:
     """Build, plot and write a report per period; return the ``.md`` paths, in period order.
 
-    A report whose JSON on disk is already identical is not rewritten (the daemon rescores the
-    same past every tick). Afterwards the directory is pruned to ``keep`` reports.
+    A report whose JSON on disk is already identical (apart from its narrative) is not rewritten:
+    the daemon rescores the same past every tick, and asking the LLM (``narrator``, optional)
+    again for an unchanged incident would cost a request per period per tick. Afterwards the
+    directory is pruned to ``keep`` reports.
     """
     written = []
     for period in periods:
@@ -250,6 +253,8 @@ def write_incident_reports(
             edges=edges,
         )
         if not _unchanged(incident, directory):
+            if narrator is not None:
+                incident["narrative"] = narrator(incident)
             plot_incident(incident, tensor, result, edges, directory)
             write_incident(incident, directory)
         written.append(directory / f"{incident['id']}.md")
@@ -258,7 +263,7 @@ def write_incident_reports(
 
 
 def _unchanged(incident: Mapping[str, Any], directory: Path) -> bool:
-    """True when the report's JSON, Markdown and plots exist and the JSON equals ``incident``."""
+    """True when the report's files exist and its JSON equals ``incident`` (narrative aside)."""
     ident = incident["id"]
     names = [f"{ident}.json", f"{ident}.md", *incident["plots"].values()]
     if not all((directory / name).is_file() for name in names):
@@ -267,7 +272,8 @@ def _unchanged(incident: Mapping[str, Any], directory: Path) -> bool:
         stored = json.loads((directory / f"{ident}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return bool(stored == json.loads(json.dumps(incident)))
+    fresh = json.loads(json.dumps(incident))
+    return bool({**stored, "narrative": None} == {**fresh, "narrative": None})
 
 
 def prune_incidents(directory: Path, keep: int, protect: Collection[str] = ()) -> list[str]:

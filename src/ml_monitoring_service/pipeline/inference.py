@@ -11,6 +11,7 @@ import pandas as pd
 
 from ml_monitoring_service.config import ServiceSetConfig
 from ml_monitoring_service.detectors.base import ScoreResult, WindowDetector
+from ml_monitoring_service.explain.narrative import Narrator
 from ml_monitoring_service.outputs.incidents import write_incident_reports
 from ml_monitoring_service.outputs.plots import plot_score_timeline, plot_service_graph
 from ml_monitoring_service.outputs.summary import build_summary, write_summary
@@ -54,9 +55,10 @@ def score_variant(
     detector: WindowDetector,
     model_version: str,
     output_dir: Path,
+    narrator: Narrator | None = None,
 ) -> InferenceOutcome:
     """Densify ``frame`` like training did, score it, and write summary JSON, PNGs and an
-    incident report per anomalous period."""
+    incident report per anomalous period (with an LLM narrative when ``narrator`` is given)."""
     tensor = densify(
         frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
     )
@@ -72,6 +74,7 @@ def score_variant(
         result=result,
         edges=config.edges,
         directory=paths["incidents"],
+        narrator=narrator,
     )
     summary = build_summary(
         set_name=config.name,

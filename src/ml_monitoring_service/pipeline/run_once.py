@@ -9,6 +9,7 @@ import pandas as pd
 
 from ml_monitoring_service.config import EnvironmentSettings, ServiceSetConfig
 from ml_monitoring_service.data.sources import inference_data, training_data
+from ml_monitoring_service.explain.narrative import narrator
 from ml_monitoring_service.pipeline.inference import InferenceOutcome, score_variant
 from ml_monitoring_service.pipeline.model_store import load_current, model_root
 from ml_monitoring_service.pipeline.training import TrainingOutcome, train_variant
@@ -72,10 +73,11 @@ def run_inference(
         for trained in run_training(config, env, missing, now, tracker):
             models[trained.variant] = (trained.detector, trained.version_dir.name)
     frame = inference_data(config, now, env).frame
+    narrate = narrator(config.narrative, env.llm_api_key)
     outcomes = []
     for variant, model in models.items():
         detector, version = model  # type: ignore[misc]  # every variant has a model by now
-        outcome = score_variant(config, frame, variant, detector, version, env.output_dir)
+        outcome = score_variant(config, frame, variant, detector, version, env.output_dir, narrate)
         tracker.log_inference(outcome.summary, outcome.files)
         outcomes.append(outcome)
     return outcomes
