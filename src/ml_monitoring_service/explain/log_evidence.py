@@ -10,8 +10,8 @@ compares the anomalous period (``start <= timestamp <= end``) with the baseline 
 
 A template or exception is reported when it is **new** (never seen in the baseline) or when its
 problems **rose**: the period's count is implausible under the baseline rate scaled to the
-period's length (Poisson tail probability below ``_RISE_P``), so one ordinary error in a quiet
-period is not news, while a burst of them is. At most ``MAX_ITEMS`` per service are kept, the
+period's length (Poisson tail probability below ``_RISE_P``, 0.1 %), so one ordinary error in a
+quiet period is not news, while a burst of them is. At most ``MAX_ITEMS`` per service are kept, the
 largest excess of problems over the expected count first, then new ones, then the most frequent.
 Examples are masked; nothing unmasked leaves this module.
 """
@@ -31,7 +31,7 @@ from ml_monitoring_service.explain.log_templates import first_lines, mask, mine_
 from ml_monitoring_service.explain.traces import Trace, parse_trace
 
 MAX_ITEMS = 5
-_RISE_P = 0.01
+_RISE_P = 0.001  # strict: each call tests dozens of templates, most of them ordinary
 _MIN_PERIOD = pd.Timedelta("1s")
 
 
