@@ -34,7 +34,7 @@ from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP
 if TYPE_CHECKING:  # demo.py imports this module
     from ml_monitoring_service.data.demo import Incident
 
-# Share of the root's info-level lines during an incident that already show its symptoms.
+# Share of info-level lines during an incident (root and callers) that show its symptoms.
 _INCIDENT_INFO_SHARE = 0.4
 # Share of errors that carry a stack trace: most incident errors, half of the ordinary ones.
 _INCIDENT_TRACE_SHARE = 0.8
@@ -157,7 +157,7 @@ _INCIDENT_STORIES: dict[str, _Story] = {
 }
 
 _UPSTREAM = _Story(
-    info=("call to {peer} took {ms} ms",),
+    info=("waiting on {peer}: {small} calls in flight",),
     warning=(
         "circuit breaker for {peer} is OPEN, failing fast",
         "call to {peer} took {ms} ms, retrying (attempt {attempt}/3)",
@@ -275,8 +275,8 @@ def _line(
     """The text of row ``i``."""
     incident = situation != "normal"
     story = _UPSTREAM if situation == "upstream" else _INCIDENT_STORIES.get(situation, _NORMAL)
-    if severity == 0 and (situation == "upstream" or draws.symptom[i] >= _INCIDENT_INFO_SHARE):
-        story = _NORMAL  # callers' and most of the root's ordinary lines stay ordinary
+    if severity == 0 and draws.symptom[i] >= _INCIDENT_INFO_SHARE:
+        story = _NORMAL  # most ordinary lines stay ordinary, even during an incident
     fields = draws.fields(i, service, peer, latency)
     pool = (story.info, story.warning, story.error)[min(severity, 2)]
     share = _INCIDENT_TRACE_SHARE if incident else _NORMAL_TRACE_SHARE
