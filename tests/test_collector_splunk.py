@@ -209,6 +209,33 @@ def test_trace_id_from_either_field_else_missing() -> None:
     assert fetched["trace_id"].fillna("-").tolist() == ["abc", "def", "-"]
 
 
+TRACE = (
+    "Charge failed for order 4711\n"
+    "java.net.SocketTimeoutException: Read timed out after 3000 ms\n"
+    "\tat com.shop.payment.GatewayClient.charge(GatewayClient.java:88)\n"
+    "\tat com.shop.payment.PaymentService.pay(PaymentService.java:41)"
+)
+
+
+def test_message_is_the_raw_event_text_with_multi_line_traces_intact() -> None:
+    events = [event(1, "api", "ERROR", _raw=TRACE), event(2, "api", "INFO", traceID="t-2")]
+    with running_splunk(events, token=TOKEN) as splunk:
+        fetched = source(splunk.url).fetch_events(TEMPLATE, ["api"], START, END)
+    assert fetched["message"].iloc[0] == TRACE
+    # Without a _raw of its own the stand-in sends Splunk-like key=value text, like a real event.
+    stamp = (START + pd.Timedelta(minutes=2)).isoformat(timespec="milliseconds")
+    assert fetched["message"].iloc[1] == f"{stamp} service=api traceID=t-2 severity=INFO"
+
+
+def test_message_field_is_the_fallback_when_the_search_drops_raw() -> None:
+    events = [event(1, "api", message="cache miss for key 42"), event(2, "api")]
+    template = 'search index=app service="$service" | fields - _raw'
+    with running_splunk(events, token=TOKEN) as splunk:
+        fetched = source(splunk.url).fetch_events(template, ["api"], START, END)
+    assert fetched["message"].iloc[0] == "cache miss for key 42"
+    assert pd.isna(fetched["message"].iloc[1])
+
+
 def test_service_names_with_quotes_and_backslashes_are_escaped() -> None:
     odd = 'we"ird\\name'
     with running_splunk([event(5, odd), event(6, "api")], token=TOKEN) as splunk:

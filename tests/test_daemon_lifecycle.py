@@ -117,6 +117,7 @@ def test_demo_stream_replays_the_same_past_and_incidents_reach_the_newest_minute
     assert overlap.equals(later[later["timestamp"] < now].reset_index(drop=True))
     day = stream.window(now.floor("D"), now.floor("D") + pd.Timedelta("1D"))
     assert day.incidents, "the demo injects incidents while the daemon runs"
+    assert day.frame["message"].notna().all()  # cached blocks keep the log text
     incident = day.incidents[len(day.incidents) // 2]
     tick = stream.window(
         incident.start - pd.Timedelta("30min"), incident.start + pd.Timedelta("1min")

@@ -23,7 +23,7 @@ from ml_monitoring_service.data.demo import (
     Incident,
     generate_demo,
 )
-from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.errors import ConfigError
 
 START = pd.Timestamp("2024-05-06T00:00:00Z")
@@ -90,7 +90,8 @@ def first(data: DemoData, kind: str) -> Incident:
 
 def test_frame_follows_the_canonical_contract(noisy: DemoData) -> None:
     f = noisy.frame
-    assert list(f.columns) == [TIMESTAMP, SERVICE, *DEMO_METRICS, SEVERITY]
+    assert list(f.columns) == [TIMESTAMP, SERVICE, *DEMO_METRICS, SEVERITY, MESSAGE]
+    assert f[MESSAGE].notna().all()
     assert str(f[TIMESTAMP].dtype) == "datetime64[ns, UTC]"
     assert set(f[SERVICE]) == set(DEMO_SERVICES)
     assert all(f[m].dtype == np.float64 for m in (*DEMO_METRICS, SEVERITY))

@@ -10,7 +10,13 @@ import pandas as pd
 import pytest
 
 from ml_monitoring_service.data.readers import read_combined, write_combined
-from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP, validate_combined
+from ml_monitoring_service.data.schema import (
+    MESSAGE,
+    SERVICE,
+    SEVERITY,
+    TIMESTAMP,
+    validate_combined,
+)
 from ml_monitoring_service.errors import DataValidationError
 
 RESOURCES = Path(__file__).resolve().parent / "resources"
@@ -103,6 +109,24 @@ def test_round_trip_is_exact(tmp_path: Path, name: str) -> None:
     assert path.is_file()
     back = read_combined(path, METRICS)
     pd.testing.assert_frame_equal(back, original, check_exact=True)
+
+
+@pytest.mark.parametrize("name", ["data.parquet", "data.csv.gz", "data.json", "data.jsonl"])
+def test_log_messages_survive_a_round_trip(tmp_path: Path, name: str) -> None:
+    # Multi-line traces, quotes, commas, number-like text and gaps (metric samples) all come back.
+    messages = [
+        "GET /cart 200 in 12 ms",
+        None,
+        'java.lang.IllegalStateException: "pool", closed\n\tat a.b.C.m(C.java:12)',
+        "404",
+        None,
+        "ünïcode, done",
+    ]
+    original = validate_combined(canonical().assign(**{MESSAGE: messages}), None, METRICS)
+    assert list(original.columns)[-1] == MESSAGE
+    back = read_combined(write_combined(original, tmp_path / name), METRICS)
+    pd.testing.assert_frame_equal(back, original, check_exact=True)
+    assert back[MESSAGE].iloc[2].count("\n") == 1 and back[MESSAGE].isna().sum() == 2
 
 
 def test_jsonl_is_read(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from ml_monitoring_service.data.schema import (
+    MESSAGE,
     SERVICE,
     SEVERITY,
     TIMESTAMP,
@@ -33,7 +34,27 @@ def frame(**overrides: object) -> pd.DataFrame:
 
 
 def test_column_names_match_the_documented_contract() -> None:
-    assert (TIMESTAMP, SERVICE, SEVERITY) == ("timestamp", "service", "severity_level")
+    assert (TIMESTAMP, SERVICE, SEVERITY, MESSAGE) == (
+        "timestamp",
+        "service",
+        "severity_level",
+        "message",
+    )
+
+
+def test_log_messages_are_kept_as_text_with_gaps_as_missing() -> None:
+    out = validate_combined(frame(**{MESSAGE: ["late", None, ""]}), None, METRICS)
+    assert list(out.columns) == [TIMESTAMP, SERVICE, "cpu", "latency", SEVERITY, MESSAGE]
+    assert pd.api.types.is_string_dtype(out[MESSAGE])
+    # Sorted with its row (the input's first row is the latest); empty text counts as missing.
+    assert out[MESSAGE].isna().tolist() == [True, True, False]
+    assert out[MESSAGE].iloc[2] == "late"
+
+
+def test_message_column_stays_optional_and_is_no_metric_name() -> None:
+    assert MESSAGE not in validate_combined(frame(), None, METRICS).columns
+    with pytest.raises(DataValidationError, match="reserved"):
+        validate_combined(frame(**{MESSAGE: ["a", "b", "c"]}), None, ["cpu", MESSAGE])
 
 
 def test_clean_copy_has_canonical_columns_dtypes_and_order() -> None:

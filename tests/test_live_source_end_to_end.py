@@ -77,6 +77,7 @@ def backends(demo: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> It
             "service": row.service,
             "severity": LEVEL_NAMES[row.severity_level],
             "traceID": f"trace-{i}",
+            "_raw": row.message,
         }
         for i, row in enumerate(demo.itertuples(index=False))
     ]
@@ -131,6 +132,14 @@ def test_event_mode_reproduces_the_recorded_events_and_values(
     np.testing.assert_array_equal(got["severity_level"], want["severity_level"])
     for metric in METRICS:
         np.testing.assert_allclose(got[metric], want[metric], rtol=1e-12, err_msg=metric)
+    # Log text (multi-line traces included) arrives as sent, and the cached download replays it.
+    assert sorted(got["message"]) == sorted(want["message"])
+    assert got["message"].str.contains("\n\tat |\nTraceback", regex=True).any()
+    monkeypatch.setenv("DOWNLOAD", "false")
+    replayed = collect_combined(
+        config, EnvironmentSettings.from_environment(), start, NOW, "inference"
+    )
+    pd.testing.assert_frame_equal(replayed, frame)
 
 
 @pytest.mark.slow
@@ -148,6 +157,7 @@ def test_range_mode_samples_on_the_step_grid(
     events = frame[frame["severity_level"].notna()]
     expected_events = demo[(demo["timestamp"] >= start) & (demo["timestamp"] < NOW)]
     assert len(events) == len(expected_events)
+    assert samples["message"].isna().all() and events["message"].notna().all()
     for service, rows in samples.groupby("service"):
         steps = rows["timestamp"].diff().dropna().unique()
         assert list(steps) == [pd.Timedelta("30s")], service

@@ -17,7 +17,7 @@ from ml_monitoring_service.data.pod_recordings import (
     read_pod_recording,
     recording_services,
 )
-from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.errors import DataValidationError
 
@@ -73,6 +73,17 @@ def test_log_rows_carry_severity_from_the_message() -> None:
     # JSON "info" and "WARNING" from the same pod; the plain cartservice line has no level.
     assert sorted(logs.loc["frontend", SEVERITY].tolist()) == [0.0, 1.0]
     assert np.isnan(logs.loc["cartservice", SEVERITY])
+
+
+def test_log_rows_keep_the_line_text_and_metric_rows_have_none() -> None:
+    frame = read_pod_recording(BOUTIQUE, OB, METRICS)
+    logs = frame[frame["cpu"].isna()].set_index(SERVICE)
+    assert logs.loc["cartservice", MESSAGE] == (
+        '{"log":"GetCartAsync called with userId=1\\n","stream":"stdout"}'
+    )
+    assert '\\"message\\":\\"PlaceOrder\\"' in logs.loc["checkoutservice", MESSAGE]
+    assert frame.loc[frame["cpu"].notna(), MESSAGE].isna().all()
+    assert MESSAGE not in read_pod_recording(BOUTIQUE, OB, METRICS, logs=False).columns
 
 
 def test_plain_train_ticket_logs_and_their_quirks() -> None:

@@ -70,6 +70,16 @@ def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
     np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [1.0, 1.0, 2.0, 2.0, 2.0])
 
 
+@pytest.mark.parametrize("variant", ["event", "grid:1s"])
+def test_log_messages_do_not_change_the_tensor(frame: pd.DataFrame, variant: str) -> None:
+    with_text = frame.assign(message=["ok", None, "GET /a 200", "Traceback ...\nValueError: x"])
+    plain = densify(frame, ["a", "b"], ["cpu"], Variant.parse(variant))
+    text = densify(with_text, ["a", "b"], ["cpu"], Variant.parse(variant))
+    assert text.features == plain.features
+    np.testing.assert_array_equal(text.values, plain.values)
+    np.testing.assert_array_equal(text.observed, plain.observed)
+
+
 def test_grid_bucket_takes_last_value_and_max_severity() -> None:
     t = pd.Timestamp("2024-05-01", tz="UTC")
     frame = pd.DataFrame(

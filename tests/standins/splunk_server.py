@@ -10,7 +10,10 @@ in the shapes Splunk uses:
   the path its version has, so a test sees which one the SDK really used.
 * ``POST .../search[/v2]/jobs/export`` with ``output_mode=json``: one JSON object per line
   (``{"preview":false,"offset":N,"result":{...}}``, ``lastrow`` on the last), newest event
-  first as Splunk sends them, streamed in HTTP chunks. No results means an empty body.
+  first as Splunk sends them, streamed in HTTP chunks. No results means an empty body. Like
+  every Splunk event, each result has a ``_raw`` (the raw log text): the event's own ``_raw``
+  when the test gave one (multi-line stack traces included), else its fields as
+  ``key=value`` text after the time, the shape of a key-value log line.
 
 Auth is ``Authorization: Bearer <token>`` or ``Splunk <token or session key>``. The only SPL it
 understands is ``search index=<name> service="<value>" [| fields [-] <field> ...]`` (service
@@ -162,6 +165,8 @@ class StandInSplunk:
 
     def _project(self, event: Mapping[str, Any], search: _Search) -> dict[str, Any]:
         """Fields the search keeps, as strings (Splunk's JSON has no other scalar type)."""
+        if "_raw" not in event:
+            event = {**event, "_raw": _raw_text(event)}
         if search.fields is None:
             names = list(event)
         elif search.remove_fields:
@@ -305,6 +310,12 @@ def _event_epoch(event: Mapping[str, Any]) -> Decimal:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return Decimal((moment - _EPOCH) // timedelta(microseconds=1)) / 1_000_000
+
+
+def _raw_text(event: Mapping[str, Any]) -> str:
+    """``<_time> key=value ...``: the raw line of an event that was given no ``_raw``."""
+    pairs = " ".join(f"{k}={_splunk_value(v)}" for k, v in event.items() if not k.startswith("_"))
+    return f"{event['_time']} {pairs}"
 
 
 def _splunk_value(value: Any) -> Any:

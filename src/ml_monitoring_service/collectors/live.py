@@ -30,7 +30,13 @@ from ml_monitoring_service.collectors.prometheus import PrometheusMetricSource
 from ml_monitoring_service.collectors.resilience import CircuitBreaker, RetryPolicy
 from ml_monitoring_service.collectors.splunk import SplunkEventSource
 from ml_monitoring_service.config import EnvironmentSettings, ServiceSetConfig
-from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP, validate_combined
+from ml_monitoring_service.data.schema import (
+    MESSAGE,
+    SERVICE,
+    SEVERITY,
+    TIMESTAMP,
+    validate_combined,
+)
 from ml_monitoring_service.errors import ConfigError, DataValidationError
 
 logger = logging.getLogger(__name__)
@@ -112,11 +118,13 @@ def combine(raw: RawDownload, config: ServiceSetConfig) -> pd.DataFrame:
     """One timeline per service in the canonical combined layout.
 
     ``event`` downloads attach to each log event the metric values at its time; ``range``
-    downloads interleave metric rows and event rows. Either way the result passes the same
-    validation as every other source.
+    downloads interleave metric rows and event rows. Log text (``message``) stays on event rows.
+    Either way the result passes the same validation as every other source.
     """
     metrics = list(config.metrics)
-    events = raw.events[[TIMESTAMP, SERVICE, SEVERITY]]
+    # Downloads cached before log text was collected have no message column.
+    kept = [c for c in (TIMESTAMP, SERVICE, SEVERITY, MESSAGE) if c in raw.events.columns]
+    events = raw.events[kept]
     if raw.mode == "event":
         values = raw.metrics.drop_duplicates([SERVICE, TIMESTAMP], keep="last")
         rows = events.merge(values, on=[SERVICE, TIMESTAMP], how="left")

@@ -1,12 +1,13 @@
 """Log events from Splunk: one export search per service, streamed into a small event table.
 
 The detectors only need three things from each log line (when it happened, how severe it was and
-which trace it belongs to), so this module asks Splunk for exactly those through the export
-endpoint, which streams results as they are found instead of parking a job on the search head.
-Everything that can go wrong on the way (Splunk down or busy, a bad query, a bad token, a
-truncated stream, times without a zone) ends in one exception naming the backend, the SPL and the
-cause, so an operator can act on the log line alone. Credentials are held as ``SecretStr`` until
-the moment they are handed to the SDK and appear in no message this module writes.
+which trace it belongs to); log evidence also reads the line's text. This module asks Splunk for
+those through the export endpoint, which streams results as they are found instead of parking a
+job on the search head. Everything that can go wrong on the way (Splunk down or busy, a bad
+query, a bad token, a truncated stream, times without a zone) ends in one exception naming the
+backend, the SPL and the cause, so an operator can act on the log line alone. Credentials are
+held as ``SecretStr`` until the moment they are handed to the SDK and appear in no message this
+module writes.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ml_monitoring_service.collectors.resilience import (
     call_with_retries,
 )
 from ml_monitoring_service.data.schema import (
+    MESSAGE,
     SERVICE,
     SEVERITY,
     SEVERITY_NAMES,
@@ -45,11 +47,14 @@ logger = logging.getLogger(__name__)
 
 BACKEND = "splunk"
 TRACE_ID = "trace_id"
-EVENT_COLUMNS = (TIMESTAMP, SERVICE, SEVERITY, TRACE_ID)
+EVENT_COLUMNS = (TIMESTAMP, SERVICE, SEVERITY, TRACE_ID, MESSAGE)
 
 # Field names tried in order; the first one an event carries wins.
 _SEVERITY_FIELDS = ("severity", "level", "log_level")
 _TRACE_FIELDS = ("traceID", "trace_id")
+# The raw event is the whole line (a stack trace included); a parsed message field is the fallback
+# for searches that drop _raw.
+_MESSAGE_FIELDS = ("_raw", "message")
 
 _PLACEHOLDER = re.compile(r"\$service\b")
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -77,11 +82,13 @@ class _RawEvents:
     times: list[object] = field(default_factory=list)
     severities: list[float] = field(default_factory=list)
     trace_ids: list[object] = field(default_factory=list)
+    messages: list[object] = field(default_factory=list)
     unknown_severities: set[str] = field(default_factory=set)
 
     def append(self, result: Mapping[str, object]) -> None:
         self.times.append(result.get("_time"))
         self.trace_ids.append(_first_field(result, _TRACE_FIELDS))
+        self.messages.append(_first_field(result, _MESSAGE_FIELDS))
         severity = _first_field(result, _SEVERITY_FIELDS)
         level = _severity_level(severity)
         if level is None:
@@ -160,7 +167,8 @@ class SplunkEventSource:
         ``query_template`` is SPL with ``$service`` where the service name goes (see
         :func:`render_query`). Returns columns ``timestamp`` (``datetime64[ns, UTC]``),
         ``service``, ``severity_level`` (0 info, 1 warning, 2 error; NaN when the event has no
-        recognisable level) and ``trace_id`` (``<NA>`` when absent). Identical events are kept:
+        recognisable level), ``trace_id`` (``<NA>`` when absent) and ``message`` (the event's
+        ``_raw`` text, else its ``message`` field, else ``NaN``). Identical events are kept:
         logs legitimately repeat. A service with no events contributes no rows and is logged as
         a warning (a quiet service is normal; a misspelt index is not, and the warning names the
         query). Naive ``start``/``end`` are taken as UTC, the project's convention.
@@ -369,6 +377,7 @@ def _events_frame(raw: _RawEvents, service: str, what: str) -> pd.DataFrame:
             SERVICE: pd.Series([service] * len(raw.times), dtype=object).astype(str),
             SEVERITY: pd.Series(raw.severities, dtype="float64"),
             TRACE_ID: pd.Series(raw.trace_ids, dtype="string"),
+            MESSAGE: pd.Series(raw.messages, dtype="str"),
         }
     )
 

@@ -16,7 +16,8 @@ How it is built, and why:
 * Observations are log events at irregular times (a Poisson process per service whose rate
   follows its load), each carrying the latent values at that instant, like a log line enriched
   with the metrics scraped at that moment. That irregularity is what the densifier must handle
-  on real data.
+  on real data. Each event also has a log line (``message``, written by ``demo_logs.py``) that
+  fits its severity and, during an incident, the incident.
 
 Everything is vectorised over the grid; the only Python loops run over services, edges and
 incidents, which are few.
@@ -30,7 +31,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP, validate_combined
+from ml_monitoring_service.data.demo_logs import demo_messages
+from ml_monitoring_service.data.schema import (
+    MESSAGE,
+    SERVICE,
+    SEVERITY,
+    TIMESTAMP,
+    validate_combined,
+)
 from ml_monitoring_service.errors import ConfigError
 
 DEMO_SERVICES: tuple[str, ...] = ("frontend", "cart", "catalog", "checkout", "payment", "shipping")
@@ -496,8 +504,10 @@ def generate_demo(
     topo_rng, profile_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2)
     )
-    noise_rng, incident_rng, event_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, start_ns % 2**64]).spawn(3)
+    # The log text has a stream of its own, spawned last: the first three children are the same
+    # as before text existed, so the numbers did not change when text was added.
+    noise_rng, incident_rng, event_rng, text_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, start_ns % 2**64]).spawn(4)
     )
     topo = _topology(services, edges, topo_rng)
     prof = _profile(topo, profile_rng)
@@ -530,4 +540,5 @@ def generate_demo(
     events[TIMESTAMP] = pd.to_datetime(events[TIMESTAMP], unit="ns", utc=True)
     events[SERVICE] = np.asarray(topo.services, dtype=object)[events[SERVICE].to_numpy()]
     frame = validate_combined(events, topo.services, DEMO_METRICS)
+    frame[MESSAGE] = demo_messages(frame, incidents, edges, text_rng)
     return DemoData(frame=frame, incidents=incidents)

@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.data.schema import (
+    MESSAGE,
     SERVICE,
     SEVERITY,
     SEVERITY_NAMES,
@@ -104,7 +105,8 @@ def read_pod_recording(
 
     ``metrics`` maps each configured metric name to its source column (``cpu: CpuUsageRate(%)``).
     Metric rows are the samples (severity ``NaN``); with ``logs``, every log line is a row too
-    (its metrics ``NaN``, its severity read from the message, nanosecond time kept). Pass
+    (its metrics ``NaN``, its severity read from the message, its text in ``message``,
+    nanosecond time kept). Pass
     ``logs=False`` where log coverage is not uniform over time (Nezha keeps logs only for minutes
     around each injection), since the log rows would then betray where the faults are.
     """
@@ -237,7 +239,11 @@ def _read_metrics(path: Path, metrics: Mapping[str, str]) -> pd.DataFrame:
 
 
 def _read_logs(path: Path, services: Sequence[str]) -> pd.DataFrame:
-    """One log file's lines of ``services``: timestamp, service, severity from the message."""
+    """One log file's lines of ``services``: timestamp, service, severity, the line's text.
+
+    The text is kept as recorded (the container runtime's JSON envelope included), so what log
+    evidence shows is what an operator would find in the file.
+    """
     raw = _read_csv(path, usecols=[_LOG_TIME, _POD, _LOG_TEXT])
     service = deployment_names(raw[_POD])
     keep = service.isin(services).to_numpy()
@@ -249,6 +255,7 @@ def _read_logs(path: Path, services: Sequence[str]) -> pd.DataFrame:
             TIMESTAMP: to_utc(raw.loc[keep, _LOG_TIME]),
             SERVICE: service[keep],
             SEVERITY: level.str.lower().map(SEVERITY_NAMES),
+            MESSAGE: text,
         }
     )
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml_monitoring_service.data.schema import (
+    MESSAGE,
     SERVICE,
     SEVERITY,
     TIMESTAMP,
@@ -68,8 +69,8 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    # Service names stay text even when they look like numbers ("404", "007").
-    return pd.read_csv(path, dtype={"service": str})
+    # Service names and log lines stay text even when they look like numbers ("404", "007").
+    return pd.read_csv(path, dtype={SERVICE: str, MESSAGE: str})
 
 
 _READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
@@ -97,7 +98,7 @@ def read_combined(
 
     The format follows the suffix (``.json`` array of records, ``.jsonl``, ``.csv``, ``.parquet``,
     optionally ``.gz`` for the text formats). Columns beyond the contract (trace ids, derived
-    hour/minute fields) are dropped by validation.
+    hour/minute fields) are dropped by validation; a ``message`` column (log text) is kept.
     """
     path = Path(path)
     kind = _format_of(path)
@@ -122,7 +123,7 @@ def numeric_columns(path: str | Path) -> tuple[str, ...]:
     """
     path = Path(path)
     frame = _READERS[_format_of(path)](path)
-    reserved = {TIMESTAMP, SERVICE, SEVERITY, PRECISE_TIMESTAMP}
+    reserved = {TIMESTAMP, SERVICE, SEVERITY, MESSAGE, PRECISE_TIMESTAMP}
     return tuple(
         column
         for column in frame.columns

@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 TIMESTAMP = "timestamp"
 SERVICE = "service"
 SEVERITY = "severity_level"
+# Optional: the log line's text (multi-line for stack traces). Only sources that know log text
+# fill it; models never see it (densification ignores it), log evidence mining reads it.
+MESSAGE = "message"
 
-_RESERVED = (TIMESTAMP, SERVICE, SEVERITY)
+_RESERVED = (TIMESTAMP, SERVICE, SEVERITY, MESSAGE)
 _UTC_DTYPE: Final = "datetime64[ns, UTC]"
 
 # Text that means "no value" rather than "bad value": exporters write these for gaps.
@@ -150,6 +153,16 @@ def _to_float(series: pd.Series, column: str) -> pd.Series:
     return values
 
 
+def _to_text(series: pd.Series) -> pd.Series:
+    """Log text as a ``str`` column; missing and empty text become ``NaN``.
+
+    Empty text is treated as missing because CSV cannot tell the two apart, so a round trip
+    through any file format gives the same column back.
+    """
+    text = series.astype("str")
+    return text.where(text != "")
+
+
 def _check_columns(df: pd.DataFrame, metrics: Sequence[str]) -> None:
     available = [str(c) for c in df.columns]
     for required in (TIMESTAMP, SERVICE):
@@ -199,9 +212,10 @@ def validate_combined(
 ) -> pd.DataFrame:
     """Check ``df`` against the canonical contract and return a cleaned copy.
 
-    The copy holds exactly ``timestamp, service, *metrics, severity_level`` (source-specific extra
-    columns are dropped so they cannot leak into features), is sorted stably by time, and has a
-    fresh ``RangeIndex``. ``services=None`` keeps every service present; otherwise rows of other
+    The copy holds exactly ``timestamp, service, *metrics, severity_level``, plus ``message`` (log
+    text, ``NaN`` where absent) when the input has that column. Source-specific extra columns are
+    dropped so they cannot leak into features. The copy is sorted stably by time and has a fresh
+    ``RangeIndex``. ``services=None`` keeps every service present; otherwise rows of other
     services are dropped with a warning and each configured service must have rows.
     """
     if df is None or len(df) == 0:
@@ -227,6 +241,8 @@ def validate_combined(
     for metric in metrics:
         out[metric] = _to_float(df[metric], metric)
     out[SEVERITY] = _to_float(df[SEVERITY], SEVERITY) if SEVERITY in df.columns else np.nan
+    if MESSAGE in df.columns:
+        out[MESSAGE] = _to_text(df[MESSAGE])
 
     out = _select_services(out, services)
     out = out.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)

@@ -1,0 +1,225 @@
+"""Log evidence: templates and exception fingerprints that are new or rising in a period.
+
+The demo is the ground truth: it injects incidents and writes the logs a service would write
+during them, so the evidence for an incident's root must show that incident's own log lines, and
+a service the incident did not touch must show nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml_monitoring_service.data.demo import DemoData, Incident, generate_demo
+from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.explain.log_evidence import MAX_ITEMS, log_evidence
+from ml_monitoring_service.explain.log_templates import mask
+
+START = pd.Timestamp("2024-05-06T00:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def demo() -> DemoData:
+    return generate_demo(
+        START,
+        START + pd.Timedelta("6h"),
+        seed=11,
+        incident_every=pd.Timedelta("30min"),
+        event_rate_per_min=20,
+    )
+
+
+def services_of(data: DemoData) -> list[str]:
+    return sorted(set(data.frame[SERVICE]))
+
+
+def incident(data: DemoData, kind: str, service: str) -> Incident:
+    return next(i for i in data.incidents if i.kind == kind and i.service == service)
+
+
+@pytest.fixture(scope="module")
+def evidence(demo: DemoData) -> dict[Incident, dict]:
+    """Each incident's evidence, per service."""
+    return {
+        inc: log_evidence(demo.frame, inc.start, inc.end, services_of(demo)).to_dict()["services"]
+        for inc in demo.incidents
+    }
+
+
+def test_the_root_shows_its_incident_errors_and_exceptions_as_new(
+    demo: DemoData, evidence: dict[Incident, dict]
+) -> None:
+    inc = incident(demo, "level_shift", "checkout")
+    root = evidence[inc]["checkout"]
+    in_period = demo.frame[
+        (demo.frame[SERVICE] == "checkout")
+        & (demo.frame[TIMESTAMP] >= inc.start)
+        & (demo.frame[TIMESTAMP] <= inc.end)
+    ]
+    assert root["period_events"] == len(in_period)
+    errors = [t for t in root["templates"] if t["new"] and t["period_problems"] > 0]
+    assert "cannot apply rule set <NUM> to <*> <NUM>" in [t["template"] for t in errors]
+    assert all(t["baseline_count"] == 0 for t in errors)
+    (exception,) = root["exceptions"]
+    assert exception["type"] == "java.lang.ArithmeticException" and exception["new"]
+    assert exception["baseline_count"] == 0 and exception["period_count"] >= 5
+    assert exception["frames"][0] == "com.shop.checkout.rules.RuleEngine.apply"
+    assert exception["example"] == "java.lang.ArithmeticException: / by zero"
+
+
+def test_callers_of_a_silent_root_show_the_failing_calls(
+    demo: DemoData, evidence: dict[Incident, dict]
+) -> None:
+    # During a dropout the root writes nothing; its caller's log says who is gone.
+    found = evidence[incident(demo, "dropout", "cart")]
+    assert found["cart"]["period_events"] == 0
+    assert found["cart"]["templates"] == [] and found["cart"]["exceptions"] == []
+    frontend = found["frontend"]
+    top = frontend["templates"][0]
+    assert top["example"].startswith("upstream cart returned <NUM> Service Unavailable")
+    assert top["period_problems"] == top["period_count"] > 10
+    assert frontend["exceptions"][0]["type"] == "java.net.ConnectException"
+
+
+def test_services_the_incident_did_not_touch_show_nothing(
+    demo: DemoData, evidence: dict[Incident, dict]
+) -> None:
+    for inc, found in evidence.items():
+        for service in set(services_of(demo)) - set(inc.affected_services):
+            assert found[service]["templates"] == [], (inc, service)
+            assert found[service]["exceptions"] == [], (inc, service)
+    quiet = evidence[incident(demo, "noise", "cart")]["shipping"]
+    assert quiet["period_events"] > 50
+    assert quiet["templates"] == [] and quiet["exceptions"] == []
+
+
+def test_evidence_has_the_contract_shape_and_is_json(
+    demo: DemoData, evidence: dict[Incident, dict]
+) -> None:
+    result = {"services": evidence[incident(demo, "level_shift", "checkout")]}
+    assert json.loads(json.dumps(result)) == result
+    assert set(result) == {"services"} and set(result["services"]) == set(services_of(demo))
+    for service in result["services"].values():
+        assert set(service) == {"baseline_events", "period_events", "templates", "exceptions"}
+        assert len(service["templates"]) <= MAX_ITEMS and len(service["exceptions"]) <= MAX_ITEMS
+        for t in service["templates"]:
+            assert set(t) == {
+                "template",
+                "baseline_count",
+                "period_count",
+                "baseline_problems",
+                "period_problems",
+                "new",
+                "example",
+            }
+            assert all(type(t[k]) is int for k in ("baseline_count", "period_count"))
+        for x in service["exceptions"]:
+            assert set(x) == {
+                "fingerprint",
+                "type",
+                "frames",
+                "baseline_count",
+                "period_count",
+                "new",
+                "example",
+            }
+            assert re.fullmatch(r"[0-9a-f]{8}", x["fingerprint"])
+
+
+def test_a_frame_without_messages_gives_empty_evidence_for_every_service(demo: DemoData) -> None:
+    inc = demo.incidents[0]
+    frame = demo.frame.drop(columns=MESSAGE)
+    result = log_evidence(frame, inc.start, inc.end, [*services_of(demo), "unknown"]).to_dict()
+    empty = {"baseline_events": 0, "period_events": 0, "templates": [], "exceptions": []}
+    assert result == {"services": {s: empty for s in [*services_of(demo), "unknown"]}}
+
+
+def lines(*rows: tuple[str, str, float, str]) -> pd.DataFrame:
+    """A combined frame from (time, service, severity, message) rows."""
+    frame = pd.DataFrame(rows, columns=[TIMESTAMP, SERVICE, SEVERITY, MESSAGE])
+    return frame.assign(**{TIMESTAMP: pd.to_datetime(frame[TIMESTAMP], utc=True, format="ISO8601")})
+
+
+def test_masking_removes_ids_and_numbers_from_templates_and_examples() -> None:
+    raw = (
+        "2024-05-06T10:00:01.250Z Timeout calling payment at 10.0.3.17:8443 after {ms} ms "
+        "request_id=9f1c2e4a-51b7-4c0e-9a55-3e1f0c2d7b61 session 7f3a9c41d2e8b605 ptr 0x7ffd3a"
+    )
+    frame = lines(
+        ("2024-05-06 09:00", "api", 0, "GET /health 200"),
+        *[(f"2024-05-06 10:00:{i:02d}", "api", 2, raw.format(ms=3000 + i)) for i in range(6)],
+    )
+    result = log_evidence(
+        frame, pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 11:00"), ["api"]
+    )
+    (template,) = result.to_dict()["services"]["api"]["templates"]
+    expected = (
+        "<TIME> Timeout calling payment at <IP> after <NUM> ms "
+        "request_id=<UUID> session <HEX> ptr <HEX>"
+    )
+    assert template["template"] == expected and template["example"] == expected
+    assert template["period_count"] == template["period_problems"] == 6 and template["new"]
+    assert mask("user u-4711 paid 12.50 EUR") == "user u-<NUM> paid <NUM> EUR"
+
+
+def test_a_steady_error_is_not_news_but_a_burst_of_it_is() -> None:
+    steady = [
+        (str(pd.Timestamp("2024-05-06") + pd.Timedelta(minutes=10 * i)), "db", 2, f"slow disk {i}")
+        for i in range(61)  # one every 10 minutes for 10 hours, the last one inside the period
+    ]
+    start, end = pd.Timestamp("2024-05-06 09:55"), pd.Timestamp("2024-05-06 10:05")
+    quiet = log_evidence(lines(*steady), start, end, ["db"]).services["db"]
+    assert quiet.period_events == 1 and quiet.templates == []
+    burst = [(f"2024-05-06 09:58:{i:02d}", "db", 2, f"slow disk {i}") for i in range(8)]
+    loud = log_evidence(lines(*steady, *burst), start, end, ["db"]).services["db"]
+    (template,) = loud.templates
+    assert (template.template, template.new) == ("slow disk <NUM>", False)
+    assert (template.baseline_problems, template.period_problems) == (60, 9)
+
+
+def test_baseline_start_limits_the_baseline() -> None:
+    frame = lines(
+        ("2024-05-06 08:00", "api", 2, "disk full on /var"),
+        ("2024-05-06 09:30", "api", 0, "GET /health 200"),
+        ("2024-05-06 10:01", "api", 2, "disk full on /var"),
+        ("2024-05-06 12:00", "api", 2, "after the period"),
+    )
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:30")
+    full = log_evidence(frame, start, end, ["api"]).services["api"]
+    assert (full.baseline_events, full.period_events, full.templates) == (2, 1, [])
+    recent = log_evidence(frame, start, end, ["api"], baseline_start=start - pd.Timedelta("1h"))
+    (template,) = recent.services["api"].templates
+    assert recent.services["api"].baseline_events == 1
+    assert template.template == "disk full on /var" and template.new
+
+
+def test_exceptions_are_grouped_by_stack_and_counted_per_side() -> None:
+    def java(message: str, line: int, inner: str = "Client.call") -> str:
+        return (
+            f"charge failed\njava.net.SocketTimeoutException: {message}\n"
+            f"\tat com.shop.payment.{inner}(Client.java:{line})\n"
+            f"\tat com.shop.payment.Service.pay(Service.java:{line + 40})"
+        )
+
+    frame = lines(
+        ("2024-05-06 09:00", "pay", 2, java("Read timed out after 3000 ms", 88)),
+        ("2024-05-06 10:01", "pay", 2, java("Read timed out after 3100 ms", 91)),
+        ("2024-05-06 10:02", "pay", 2, java("Read timed out after 2950 ms", 97)),
+        ("2024-05-06 10:02:30", "pay", 2, java("Read timed out after 3020 ms", 88)),
+        ("2024-05-06 10:03", "pay", 2, java("Connect timed out", 12, inner="Pool.lease")),
+    )
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:10")
+    exceptions = log_evidence(frame, start, end, ["pay"]).services["pay"].exceptions
+    by_frame = {x.frames[0]: x for x in exceptions}
+    assert set(by_frame) == {"com.shop.payment.Pool.lease", "com.shop.payment.Client.call"}
+    new, known = by_frame["com.shop.payment.Pool.lease"], by_frame["com.shop.payment.Client.call"]
+    assert (new.new, new.baseline_count, new.period_count) == (True, 0, 1)
+    # Once in the hour before: 3 in the next 10 minutes is a rise (Poisson tail < 0.1 %).
+    assert (known.new, known.baseline_count, known.period_count) == (False, 1, 3)
+    assert known.example == "java.net.SocketTimeoutException: Read timed out after <NUM> ms"
+    assert new.fingerprint != known.fingerprint
+    assert np.all([x.type == "java.net.SocketTimeoutException" for x in exceptions])
