@@ -130,7 +130,7 @@ from ml_monitoring_service.data.pod_recordings import (  # noqa: E402
     read_pod_recording,
     recording_services,
 )
-from ml_monitoring_service.data.schema import TIMESTAMP  # noqa: E402
+from ml_monitoring_service.data.schema import SEVERITY, TIMESTAMP  # noqa: E402
 from ml_monitoring_service.detectors import (  # noqa: E402
     ScoreResult,
     TransformerAutoencoderDetector,
@@ -615,6 +615,7 @@ class NezhaDay:
     train: ServiceTensor
     val: ServiceTensor
     scored: ServiceTensor
+    logs: pd.DataFrame  # the scored range's log events, for the root-cause ranking only
 
 
 def load_nezha_day(directory: Path, window_size: int) -> NezhaDay:
@@ -642,6 +643,7 @@ def load_nezha_day(directory: Path, window_size: int) -> NezhaDay:
         train=train,
         val=val,
         scored=_nezha_tensor(directory, services, scored),
+        logs=_nezha_logs(directory, services, scored),
     )
 
 
@@ -651,6 +653,16 @@ def _nezha_tensor(
     """What the daemon does with a ``pod_recording`` file source and a time range."""
     frame = read_pod_recording(directory, services, NEZHA_METRICS, *time_range, logs=False)
     return densify(frame, services, list(NEZHA_METRICS), NEZHA_VARIANT)
+
+
+def _nezha_logs(
+    directory: Path, services: Sequence[str], time_range: tuple[pd.Timestamp, pd.Timestamp]
+) -> pd.DataFrame:
+    """The log events in ``time_range``: they show which service fell silent, never enter the
+    tensors (Nezha keeps logs only around injections, so their mere presence would betray
+    where the faults are)."""
+    frame = read_pod_recording(directory, services, NEZHA_METRICS, *time_range, logs=True)
+    return frame[frame[SEVERITY].notna()].reset_index(drop=True)
 
 
 def evaluate_nezha_day(
@@ -670,7 +682,7 @@ def evaluate_nezha_day(
         try:
             detector = build_detector(name, args).fit(day.train, day.val)
             result = detector.score(day.scored)
-            found = [fault_evaluation.judge(result, w, day.call_graph) for w in windows]
+            found = [fault_evaluation.judge(result, w, day.call_graph, day.logs) for w in windows]
         except Exception as exc:  # reported for this day and detector, the others still run
             detectors[name] = {ERROR: _error(exc)}
             print(f"[{label}] {name:<8} FAILED {detectors[name][ERROR]}", file=sys.stderr)

@@ -35,7 +35,7 @@ def test_demo_incidents_are_detected_and_attributed() -> None:
     assert len(scored.incidents) >= 6
     result = detector.score(densify(scored.frame, config.services, metrics, variant))
     spans = [LabelledSpan(i.service, i.start, i.end) for i in scored.incidents]
-    quality = detection_quality(result, spans, config.edges)
+    quality = detection_quality(result, spans, config.edges, scored.frame)
     assert quality.roc_auc >= 0.9
     assert quality.events_detected == quality.events
-    assert quality.root_cause_top1 >= 0.8
+    assert quality.root_cause_top1 >= 0.9

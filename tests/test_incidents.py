@@ -129,7 +129,10 @@ def test_one_complete_report_per_period(run: Any, variant: str) -> None:
         assert set(incident) == INCIDENT_KEYS
         assert incident["id"] == f"tiny-{variant}-{period.start.strftime('%Y%m%dT%H%M%SZ')}"
         assert outcome.incident_reports[index].name == f"{incident['id']}.md"
-        assert incident["logs"] is None and incident["narrative"] is None
+        assert incident["narrative"] is None
+        assert incident["logs"] == period.logs.to_dict()  # the demo logs text: evidence is mined
+        assert set(incident["logs"]["services"]) == set(config.services)
+        assert "## Log evidence" in markdown
         assert incident["threshold"] == outcome.result.threshold
         for candidate in incident["candidates"]:
             assert set(candidate) == CANDIDATE_KEYS
@@ -311,7 +314,8 @@ NARRATIVE = {
 def test_markdown_renders_log_evidence_and_narrative(run: Any, tmp_path: Path) -> None:
     _, _, runs = run
     incident, plain = load(runs["grid_30s"][0], 0)
-    assert "## Log evidence" not in plain and "## Narrative" not in plain
+    assert "## Narrative" not in plain
+    assert "## Log evidence" not in render_markdown({**incident, "logs": None})
     enriched = {**incident, "logs": LOGS, "narrative": NARRATIVE}
     markdown_path, json_path = write_incident(enriched, tmp_path)
     markdown = markdown_path.read_text()

@@ -69,6 +69,8 @@ def test_the_root_shows_its_incident_errors_and_exceptions_as_new(
     assert exception["baseline_count"] == 0 and exception["period_count"] >= 5
     assert exception["frames"][0] == "com.shop.checkout.rules.RuleEngine.apply"
     assert exception["example"] == "java.lang.ArithmeticException: / by zero"
+    own_errors = sum(t["period_problems"] for t in errors)
+    assert root["problem_excess"] >= own_errors + exception["period_count"]
 
 
 def test_callers_of_a_silent_root_show_the_failing_calls(
@@ -95,6 +97,7 @@ def test_services_the_incident_did_not_touch_show_nothing(
     quiet = evidence[incident(demo, "noise", "cart")]["shipping"]
     assert quiet["period_events"] > 50
     assert quiet["templates"] == [] and quiet["exceptions"] == []
+    assert quiet["problem_excess"] == 0.0
 
 
 def test_evidence_has_the_contract_shape_and_is_json(
@@ -104,7 +107,13 @@ def test_evidence_has_the_contract_shape_and_is_json(
     assert json.loads(json.dumps(result)) == result
     assert set(result) == {"services"} and set(result["services"]) == set(services_of(demo))
     for service in result["services"].values():
-        assert set(service) == {"baseline_events", "period_events", "templates", "exceptions"}
+        assert set(service) == {
+            "baseline_events",
+            "period_events",
+            "templates",
+            "exceptions",
+            "problem_excess",
+        }
         assert len(service["templates"]) <= MAX_ITEMS and len(service["exceptions"]) <= MAX_ITEMS
         for t in service["templates"]:
             assert set(t) == {
@@ -134,7 +143,13 @@ def test_a_frame_without_messages_gives_empty_evidence_for_every_service(demo: D
     inc = demo.incidents[0]
     frame = demo.frame.drop(columns=MESSAGE)
     result = log_evidence(frame, inc.start, inc.end, [*services_of(demo), "unknown"]).to_dict()
-    empty = {"baseline_events": 0, "period_events": 0, "templates": [], "exceptions": []}
+    empty = {
+        "baseline_events": 0,
+        "period_events": 0,
+        "templates": [],
+        "exceptions": [],
+        "problem_excess": 0.0,
+    }
     assert result == {"services": {s: empty for s in [*services_of(demo), "unknown"]}}
 
 

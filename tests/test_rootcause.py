@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.explain.silence import Silence
 from ml_monitoring_service.pipeline.periods import rank_services
 from ml_monitoring_service.rootcause import rank_root_causes
 
@@ -96,3 +97,34 @@ def test_per_service_levels_and_json_form() -> None:
     assert payload["onset"] == CASCADE.ends[1].isoformat()
     never = next(c for c in ranking if c.service == "payment")
     assert never.onset is None and never.to_dict()["onset"] is None
+
+
+def _silence() -> Silence:
+    start = CASCADE.starts[1]
+    return Silence(start, start + pd.Timedelta("4min"), expected_events=24.0, surprise=20.0)
+
+
+def test_a_silent_service_outranks_its_louder_callers() -> None:
+    # checkout fell silent (it is down): frontend sees errors and scores highest; payment, which
+    # only checkout calls, lost its traffic and fell silent too.
+    result = _result([[1, 1, 1], [9, 2, 3], [9, 2, 3], [9, 2, 3]])
+    silent = {"checkout": _silence(), "payment": _silence()}
+    ranking = rank_root_causes(result, ALL, EDGES, silent=silent)
+    assert [c.service for c in ranking] == ["checkout", "payment", "frontend"]
+    assert ranking[0].explained_by is None and ranking[0].silence is silent["checkout"]
+    assert ranking[1].explained_by == "checkout"  # silence flows down to callees
+    assert ranking[0].evidence.startswith("silent: no log events for 4.0 min")
+    assert "its caller checkout is silent too" in ranking[1].evidence
+    assert ranking[0].confidence > ranking[2].confidence
+    assert rank_root_causes(result, ALL, EDGES)[0].service == "frontend"  # scores alone
+
+
+def test_a_service_complaining_in_its_logs_outranks_louder_quiet_scores() -> None:
+    # payment writes new errors about itself; frontend's metrics moved more but its logs did not.
+    result = _result([[1, 1, 1], [9, 2, 3], [9, 2, 3], [9, 2, 3]])
+    ranking = rank_root_causes(result, ALL, (), log_problems={"payment": 14.0, "checkout": 0.0})
+    assert [c.service for c in ranking] == ["payment", "frontend", "checkout"]
+    assert ranking[0].evidence.startswith("14 more warning/error log lines than usual")
+    silent = {"checkout": _silence()}
+    both = rank_root_causes(result, ALL, (), silent=silent, log_problems={"payment": 14.0})
+    assert [c.service for c in both][:2] == ["checkout", "payment"]  # silence comes first

@@ -2,7 +2,8 @@
 
 A window is labelled anomalous when it overlaps an incident. Root-cause quality is the rank of the
 incident's root service in the shipped root-cause ranking of the windows overlapping the incident
-(:func:`ml_monitoring_service.rootcause.rank_root_causes`, graph-aware when ``edges`` are given).
+(:func:`ml_monitoring_service.rootcause.rank_period`: graph-aware when ``edges`` are given, and
+aware of silent services when the scored data's log events are).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.rootcause import rank_root_causes
+from ml_monitoring_service.rootcause import rank_period
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,15 @@ def window_labels(result: ScoreResult, spans: Sequence[LabelledSpan]) -> np.ndar
 
 
 def root_cause_ranks(
-    result: ScoreResult, spans: Sequence[LabelledSpan], edges: Sequence[tuple[str, str]] = ()
+    result: ScoreResult,
+    spans: Sequence[LabelledSpan],
+    edges: Sequence[tuple[str, str]] = (),
+    frame: pd.DataFrame | None = None,
 ) -> list[int | None]:
     """1-based rank of each span's service in the ranking of its windows; ``None`` if unscored.
 
-    ``edges`` (caller, callee) is the call graph the ranking may use, as in the inference summary.
+    ``edges`` (caller, callee) is the call graph the ranking may use, and ``frame`` the scored
+    combined dataset whose log events reveal silent services, as in the inference summary.
     """
     ranks: list[int | None] = []
     for span in spans:
@@ -48,7 +53,7 @@ def root_cause_ranks(
         if not inside.any():
             ranks.append(None)
             continue
-        ranking = [c.service for c in rank_root_causes(result, inside, edges)]
+        ranking = [c.service for c in rank_period(result, inside, edges, frame)]
         ranks.append(ranking.index(span.service) + 1)
     return ranks
 
@@ -72,11 +77,14 @@ class DetectionQuality:
 
 
 def detection_quality(
-    result: ScoreResult, spans: Sequence[LabelledSpan], edges: Sequence[tuple[str, str]] = ()
+    result: ScoreResult,
+    spans: Sequence[LabelledSpan],
+    edges: Sequence[tuple[str, str]] = (),
+    frame: pd.DataFrame | None = None,
 ) -> DetectionQuality:
     """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 cause.
 
-    ``edges`` is the call graph for the root-cause ranking (:func:`root_cause_ranks`).
+    ``edges`` and ``frame`` feed the root-cause ranking (:func:`root_cause_ranks`).
     """
     labels = window_labels(result, spans)
     if labels.all() or not labels.any():
@@ -92,7 +100,7 @@ def detection_quality(
         bool(predicted[np.asarray((result.starts <= s.end) & (result.ends >= s.start))].any())
         for s in spans
     )
-    ranks = [r for r in root_cause_ranks(result, spans, edges) if r is not None]
+    ranks = [r for r in root_cause_ranks(result, spans, edges, frame) if r is not None]
     return DetectionQuality(
         roc_auc=float(roc_auc_score(labels, result.window_scores)),
         pr_auc=float(average_precision_score(labels, result.window_scores)),

@@ -32,7 +32,7 @@ from ml_monitoring_service.data.pod_recordings import InjectedFault
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.prepare.densify import ServiceTensor
 from ml_monitoring_service.prepare.normalise import RobustScaler
-from ml_monitoring_service.rootcause import rank_root_causes
+from ml_monitoring_service.rootcause import rank_period
 
 FAULT_WINDOW = pd.Timedelta(minutes=5)
 RECOVERY = pd.Timedelta(minutes=15)
@@ -110,12 +110,16 @@ def training_range(
 
 
 def judge(
-    result: ScoreResult, window: FaultWindow, edges: Sequence[tuple[str, str]] = ()
+    result: ScoreResult,
+    window: FaultWindow,
+    edges: Sequence[tuple[str, str]] = (),
+    logs: pd.DataFrame | None = None,
 ) -> FaultOutcome:
     """Detection, delay and the injected service's rank in the shipped root-cause ranking.
 
     ``edges`` (caller, callee) is the recording's call graph; without one the ranking is by
-    summed service score.
+    summed service score. ``logs`` (the recording's log events) lets the ranking see services
+    that fell silent, as the inference pipeline does.
     """
     inside = _ends_inside(result.ends, window)
     if not inside.any():
@@ -124,7 +128,7 @@ def judge(
     delay = None
     if alerts.any():
         delay = (result.ends[int(np.argmax(alerts))] - window.start) / pd.Timedelta(minutes=1)
-    ranking = [c.service for c in rank_root_causes(result, inside, edges)]
+    ranking = [c.service for c in rank_period(result, inside, edges, logs)]
     return FaultOutcome(bool(alerts.any()), delay, _rank(ranking, window.service))
 
 

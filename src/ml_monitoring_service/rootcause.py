@@ -12,6 +12,17 @@ caller's larger score is usually the echo and the quieter callee the cause.
 its metric scores and the window threshold is on the same scale). A service that never exceeds its
 level in the period is not anomalous and explains nothing.
 
+*Silence* (``explain/silence.py``, when the period's log events are given) outranks every score:
+a service that stopped logging is down, and a down service's gauges are forward-filled and look
+normal while its callers fill with errors. Silence flows the other way from slowness: a silent
+service's callees lose their traffic and fall quiet too, so a silent service with a silent caller
+(directly or further up) is explained by that caller and ranks below it.
+
+*Log complaints* come next (``explain/log_evidence.py``): among the services that are not silent,
+those whose own warning/error lines rose beyond their baseline rate, or that threw exceptions not
+seen before, rank above those that did not, each group keeping the order above. Scores say where
+the data moved; a service writing new errors about itself is usually the one that broke.
+
 Each candidate carries a confidence in [0, 1] (its share of the summed scores, explained services
 discounted, made non-increasing down the ranking, so the confidences sum to at most 1) and short
 evidence an operator can check.
@@ -19,13 +30,15 @@ evidence an operator can check.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
+from ml_monitoring_service.explain.silence import Silence, silences
 
 EXPLAINED_WEIGHT = 0.1  # confidence weight of an explained service relative to its score share
 
@@ -39,14 +52,22 @@ class Candidate:
     score: float  # summed service score over the period's windows
     confidence: float
     onset: pd.Timestamp | None  # end of the first window above the service's level
-    explained_by: str | None  # the anomalous callee that explains this service, if any
+    explained_by: str | None  # the anomalous service that explains this one, if any
+    silence: Silence | None = None  # set when the service stopped logging in the period
+    log_problems: float = 0.0  # warning/error log lines beyond its baseline rate, new traces
 
     @property
     def evidence(self) -> str:
-        """One line: summed score, onset and the dependency that explains it."""
+        """One line: silence, summed score, onset and the dependency that explains it."""
         onset = "never above its normal level" if self.onset is None else f"onset {self.onset}"
         text = f"summed score {self.score:.1f}, {onset}, top metric {self.metric}"
-        if self.explained_by is not None:
+        if self.log_problems > 0:
+            text = f"{self.log_problems:.0f} more warning/error log lines than usual; {text}"
+        if self.silence is not None:
+            text = f"silent: {self.silence.describe}; {text}"
+            if self.explained_by is not None:
+                text += f"; its caller {self.explained_by} is silent too"
+        elif self.explained_by is not None:
             text += f"; explained by anomalous callee {self.explained_by}"
         return text
 
@@ -67,21 +88,33 @@ def rank_root_causes(
     edges: Sequence[tuple[str, str]] = (),
     levels: np.ndarray | None = None,
     lead: int = 1,
+    silent: Mapping[str, Silence] | None = None,
+    log_problems: Mapping[str, float] | None = None,
 ) -> list[Candidate]:
     """Every service of ``result``, most likely root cause first.
 
     ``windows`` is the period as bool ``[N]``; ``edges`` are (caller, callee) pairs (unknown
     services are ignored; none gives the plain summed-score ranking); ``levels`` ``[S]`` is each
     service's normal level (default: ``result.threshold`` for every service); a callee explains a
-    caller only when its onset is at least ``lead`` windows earlier.
+    caller only when its onset is at least ``lead`` windows earlier. ``silent`` are the services
+    that stopped logging in the period (:func:`explain.silence.silences`); ``log_problems`` each
+    service's excess of warning/error log lines (``ServiceEvidence.problem_excess``).
     """
     scores = result.service_scores[windows]  # [W, S]
     totals = scores.sum(axis=0)
     level = np.full(len(result.services), result.threshold) if levels is None else levels
     onsets = _onsets(scores, level)
+    quiet = [name in (silent or {}) for name in result.services]
     explained = _explained_by(result.services, edges, onsets, lead)
-    order = sorted(range(len(totals)), key=lambda s: (explained[s] is not None, -totals[s]))
-    confidences = _confidences(totals, [explained[s] is not None for s in order], order)
+    for s, caller in enumerate(_silent_callers(result.services, edges, quiet)):
+        if quiet[s]:
+            explained[s] = caller
+    complains = [(log_problems or {}).get(name, 0.0) > 0 for name in result.services]
+    order = sorted(
+        range(len(totals)),
+        key=lambda s: (not quiet[s], not complains[s], explained[s] is not None, -totals[s]),
+    )
+    confidences = _confidences(totals, [explained[s] is not None for s in order], order, quiet)
     ends = result.ends[windows]
     peaks = result.metric_scores[windows].max(axis=0)  # [S, F]
     return [
@@ -92,9 +125,36 @@ def rank_root_causes(
             confidence=confidences[rank],
             onset=_onset_time(ends, onsets[s]),
             explained_by=explained[s],
+            silence=None if silent is None else silent.get(result.services[s]),
+            log_problems=(log_problems or {}).get(result.services[s], 0.0),
         )
         for rank, s in enumerate(order)
     ]
+
+
+def rank_period(
+    result: ScoreResult,
+    windows: np.ndarray,
+    edges: Sequence[tuple[str, str]] = (),
+    frame: pd.DataFrame | None = None,
+    evidence: LogEvidence | None = None,
+) -> list[Candidate]:
+    """:func:`rank_root_causes` for the span of ``windows``, with the silences and log complaints
+    in it read from the log events of ``frame`` (the scored combined dataset; its events before
+    the span are the baseline). ``evidence`` is the span's log evidence if already mined. Without
+    ``frame`` only the scores and the graph count."""
+    if frame is None:
+        return rank_root_causes(result, windows, edges)
+    span = (result.starts[windows][0], result.ends[windows][-1])
+    if evidence is None:
+        evidence = log_evidence(frame, *span, result.services)
+    return rank_root_causes(
+        result,
+        windows,
+        edges,
+        silent=silences(frame, *span, result.services),
+        log_problems={name: ev.problem_excess for name, ev in evidence.services.items()},
+    )
 
 
 def _onset_time(ends: pd.DatetimeIndex, onset: int | None) -> pd.Timestamp | None:
@@ -135,6 +195,21 @@ def _explained_by(
     return found
 
 
+def _silent_callers(
+    services: Sequence[str], edges: Sequence[tuple[str, str]], quiet: Sequence[bool]
+) -> list[str | None]:
+    """Per service, the nearest silent service upstream of it (a caller, or a caller's caller)."""
+    index = {name: i for i, name in enumerate(services)}
+    callers: dict[int, list[int]] = {i: [] for i in range(len(services))}
+    for caller, callee in edges:
+        if caller in index and callee in index and caller != callee:
+            callers[index[callee]].append(index[caller])
+    return [
+        next((services[u] for _, u in _downstream(s, callers) if quiet[u]), None)
+        for s in range(len(services))
+    ]
+
+
 def _downstream(source: int, callees: dict[int, list[int]]) -> list[tuple[int, int]]:
     """(hops, service) for every service reachable from ``source``, breadth first."""
     seen = {source}
@@ -151,12 +226,16 @@ def _downstream(source: int, callees: dict[int, list[int]]) -> list[tuple[int, i
 
 
 def _confidences(
-    totals: np.ndarray, explained: Sequence[bool], order: Sequence[int]
+    totals: np.ndarray, explained: Sequence[bool], order: Sequence[int], quiet: Sequence[bool]
 ) -> list[float]:
-    """Score shares in ranking ``order``, explained ones discounted, made non-increasing."""
+    """Score shares in ranking ``order``, explained ones discounted, made non-increasing.
+
+    A silent service weighs at least as much as the largest score: its own scores understate it.
+    """
+    top = float(totals.max()) if len(totals) else 0.0
     weights = np.array(
         [
-            totals[s] * (EXPLAINED_WEIGHT if e else 1.0)
+            max(totals[s], top if quiet[s] else 0.0) * (EXPLAINED_WEIGHT if e else 1.0)
             for s, e in zip(order, explained, strict=True)
         ]
     )

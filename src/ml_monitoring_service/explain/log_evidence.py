@@ -69,6 +69,9 @@ class ServiceEvidence:
     period_events: int = 0
     templates: list[TemplateEvidence] = field(default_factory=list)
     exceptions: list[ExceptionEvidence] = field(default_factory=list)
+    # Warning/error lines beyond what the baseline rate predicts, over the reported templates,
+    # plus the traces of new exceptions: the size of the service's own complaint, for ranking.
+    problem_excess: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -129,11 +132,15 @@ def _service_evidence(rows: pd.DataFrame, start: pd.Timestamp, ratio: float) -> 
     period = (rows[TIMESTAMP] >= start).to_numpy()
     sides = _Sides(~period, period, (rows[SEVERITY].to_numpy() >= 1), ratio)
     messages = rows[MESSAGE].astype(str)
+    templates, exceptions = _templates(messages, sides), _exceptions(messages, sides)
+    excess = sum(max(t.period_problems - ratio * t.baseline_problems, 0.0) for t in templates)
+    excess += sum(e.period_count for e in exceptions if e.new)
     return ServiceEvidence(
         baseline_events=int(sides.baseline.sum()),
         period_events=int(sides.period.sum()),
-        templates=_templates(messages, sides),
-        exceptions=_exceptions(messages, sides),
+        templates=templates,
+        exceptions=exceptions,
+        problem_excess=round(float(excess), 3),
     )
 
 

@@ -64,12 +64,11 @@ def build_incident(
     tensor: ServiceTensor,
     result: ScoreResult,
     edges: Sequence[tuple[str, str]],
-    logs: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The incident dict (schema in ``docs/OUTPUTS.md``) of one period; writes nothing.
 
-    ``tensor`` is the densified data ``result`` was scored on; ``logs`` is log evidence in the
-    shape of ``LogEvidence.to_dict()``. ``narrative`` starts as ``None``.
+    ``tensor`` is the densified data ``result`` was scored on; ``logs`` is the period's log
+    evidence (``LogEvidence.to_dict()``) when it was computed. ``narrative`` starts as ``None``.
     """
     ident = incident_id(set_name, variant, period.start)
     inside = _period_windows(result, period)
@@ -92,7 +91,7 @@ def build_incident(
         "threshold": float(result.threshold),
         "windows": period.windows,
         "candidates": candidates,
-        "logs": None if logs is None else dict(logs),
+        "logs": None if period.logs is None else period.logs.to_dict(),
         "plots": {kind: f"{ident}-{kind}.png" for kind in ("timeline", "metrics", "graph")},
         "suggested_checks": suggested_checks(candidates, edges),
         "narrative": None,

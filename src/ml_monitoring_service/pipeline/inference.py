@@ -63,7 +63,7 @@ def score_variant(
         frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
     )
     result = detector.score(tensor)
-    periods = anomalous_periods(result, config.edges)
+    periods = anomalous_periods(result, config.edges, frame)
     paths = output_paths(output_dir, config.name, variant)
     reports = write_incident_reports(
         periods,

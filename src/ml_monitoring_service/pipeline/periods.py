@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.rootcause import Candidate, rank_root_causes
+from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
+from ml_monitoring_service.rootcause import Candidate, rank_period
 
 CANDIDATES_REPORTED = 3
 
@@ -19,7 +20,8 @@ class AnomalousPeriod:
     """A maximal run of consecutive anomalous windows, blamed on its most likely root cause.
 
     ``candidates`` are the top root-cause candidates (:mod:`ml_monitoring_service.rootcause`);
-    ``top_service`` / ``top_metric`` are the first one's.
+    ``top_service`` / ``top_metric`` are the first one's. ``logs`` is the period's log evidence
+    when the scored data was given with its log events.
     """
 
     start: pd.Timestamp
@@ -30,6 +32,7 @@ class AnomalousPeriod:
     top_metric: str
     windows: int  # windows in the span, including short normal gaps that were merged
     candidates: tuple[Candidate, ...] = ()
+    logs: LogEvidence | None = None
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form used in the inference summary."""
@@ -46,11 +49,15 @@ class AnomalousPeriod:
 
 
 def anomalous_periods(
-    result: ScoreResult, edges: Sequence[tuple[str, str]] = ()
+    result: ScoreResult,
+    edges: Sequence[tuple[str, str]] = (),
+    frame: pd.DataFrame | None = None,
 ) -> list[AnomalousPeriod]:
     """Runs of windows above threshold, merged while their time spans overlap.
 
     ``edges`` (caller, callee) is the service set's call graph, used to rank root causes.
+    ``frame`` is the scored combined dataset: its log events before each period are the baseline
+    for the period's silences and log evidence (none without it).
 
     Windows overlap in time, so two runs separated by a few normal windows usually describe one
     incident; reporting them once keeps the alert count honest.
@@ -63,7 +70,7 @@ def anomalous_periods(
             runs[-1][1] = int(stop)
         else:
             runs.append([int(first), int(stop)])
-    return [_period(result, first, stop, edges) for first, stop in runs]
+    return [_period(result, first, stop, edges, frame) for first, stop in runs]
 
 
 def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, float]]:
@@ -80,19 +87,26 @@ def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, f
 
 
 def _period(
-    result: ScoreResult, first: int, stop: int, edges: Sequence[tuple[str, str]]
+    result: ScoreResult,
+    first: int,
+    stop: int,
+    edges: Sequence[tuple[str, str]],
+    frame: pd.DataFrame | None,
 ) -> AnomalousPeriod:
     peak = first + int(np.argmax(result.window_scores[first:stop]))
     inside = np.zeros(len(result.window_scores), dtype=bool)
     inside[first:stop] = True
-    candidates = rank_root_causes(result, inside, edges)
+    start, end = result.starts[first], result.ends[stop - 1]
+    logs = None if frame is None else log_evidence(frame, start, end, result.services)
+    candidates = rank_period(result, inside, edges, frame, logs)
     return AnomalousPeriod(
-        start=result.starts[first],
-        end=result.ends[stop - 1],
+        start=start,
+        end=end,
         peak_time=result.ends[peak],
         peak_score=float(result.window_scores[peak]),
         top_service=candidates[0].service,
         top_metric=candidates[0].metric,
         windows=stop - first,
         candidates=tuple(candidates[:CANDIDATES_REPORTED]),
+        logs=logs,
     )
