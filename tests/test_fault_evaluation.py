@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ml_monitoring_service.data.pod_recordings import InjectedFault
+from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.detectors import ScoreResult
 from ml_monitoring_service.fault_evaluation import (
     FaultOutcome,
@@ -19,6 +20,7 @@ from ml_monitoring_service.fault_evaluation import (
     summarise,
     training_range,
 )
+from ml_monitoring_service.rootcause import rank_period
 
 T0 = pd.Timestamp("2024-01-01T00:00Z")
 
@@ -87,6 +89,39 @@ def test_judge_detection_delay_and_rank() -> None:
     assert judge(result, missed) == FaultOutcome(False, None, 1)
     unscored = FaultWindow("db", "cpu", minutes(30), minutes(35))
     assert judge(result, unscored) == FaultOutcome(None, None, None)
+
+
+def log_lines(
+    service: str, first: float, last: float, every_s: float, text: str, level: float
+) -> pd.DataFrame:
+    times = pd.date_range(minutes(first), minutes(last), freq=pd.Timedelta(seconds=every_s))
+    return pd.DataFrame(
+        {TIMESTAMP: times, SERVICE: service, SEVERITY: level, MESSAGE: f"{text} request 42"}
+    )
+
+
+def test_judge_ranks_a_service_complaining_in_its_logs_first() -> None:
+    scores = np.array([0.1, 0.1, 0.1, 0.2, 0.9, 0.9, 0.1, 0.1])
+    services = np.array([[0.0, 1.0]] * 4 + [[0.0, 3.0], [5.0, 0.0]] + [[0.0, 1.0]] * 2)
+    result = result_for(scores, services, threshold=0.5)
+    window = FaultWindow("api", "cpu", minutes(2.5), minutes(7.5))
+    logs = pd.concat(
+        [
+            log_lines("api", -50, 7.5, 10, "served", 0.0),
+            log_lines("db", -50, 7.5, 10, "query ok for", 0.0),
+            log_lines("api", 3.2, 7, 20, "connection pool exhausted for", 2.0),
+        ]
+    ).sort_values(TIMESTAMP, ignore_index=True)
+    assert judge(result, window) == FaultOutcome(True, 1.5, 2)  # scores alone: db first
+    assert judge(result, window, logs=logs) == FaultOutcome(True, 1.5, 1)
+    # The ranking looks back one hour, like a daemon: the same errors at the same rate until
+    # 61 minutes before would have made them look ordinary, but they are out of sight.
+    history = log_lines("api", -200, -61, 20, "connection pool exhausted for", 2.0)
+    with_history = pd.concat([history, logs]).sort_values(TIMESTAMP, ignore_index=True)
+    assert judge(result, window, logs=with_history) == FaultOutcome(True, 1.5, 1)
+    inside = np.asarray((result.ends >= window.start) & (result.ends < window.stop))
+    unbounded = rank_period(result, inside, (), with_history)
+    assert [c.service for c in unbounded] == ["db", "api"]
 
 
 def test_alarm_counts_skip_the_training_range() -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.data.pod_recordings import InjectedFault
+from ml_monitoring_service.data.schema import TIMESTAMP
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.prepare.densify import ServiceTensor
 from ml_monitoring_service.prepare.normalise import RobustScaler
@@ -38,6 +39,7 @@ FAULT_WINDOW = pd.Timedelta(minutes=5)
 RECOVERY = pd.Timedelta(minutes=15)
 MIN_TRAINING = pd.Timedelta(hours=1)
 TOP_K = (1, 3, 5)
+LOG_LOOKBACK = pd.Timedelta(hours=1)  # log history the ranking sees, like a 1-h inference lookback
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,8 @@ def judge(
 
     ``edges`` (caller, callee) is the recording's call graph; without one the ranking is by
     summed service score. ``logs`` (the recording's log events) lets the ranking see services
-    that fell silent, as the inference pipeline does.
+    that fell silent or complain in their logs, as the inference pipeline does; it sees the
+    ``LOG_LOOKBACK`` before the fault's windows, as a daemon would.
     """
     inside = _ends_inside(result.ends, window)
     if not inside.any():
@@ -128,6 +131,9 @@ def judge(
     delay = None
     if alerts.any():
         delay = (result.ends[int(np.argmax(alerts))] - window.start) / pd.Timedelta(minutes=1)
+    if logs is not None:
+        since = result.starts[inside][0] - LOG_LOOKBACK
+        logs = logs[(logs[TIMESTAMP] >= since) & (logs[TIMESTAMP] <= result.ends[inside][-1])]
     ranking = [c.service for c in rank_period(result, inside, edges, logs)]
     return FaultOutcome(bool(alerts.any()), delay, _rank(ranking, window.service))
 
