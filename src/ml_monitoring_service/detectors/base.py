@@ -7,8 +7,9 @@ window/service/metric scores and the persisted threshold. Subclasses implement o
 
 * ``_fit_windows(train, val)`` learns from scaled windows;
 * ``_channel_errors(windows)`` returns ``[N, S, F]`` non-negative errors (higher = more anomalous),
-  or ``[K, N, S, F]`` for ``K`` error *components* (e.g. reconstruction error and input deviation)
-  that are calibrated on validation data one by one and then averaged;
+  or ``[K, N, S, F]`` for ``K`` error *components* (e.g. reconstruction error over the whole
+  window and over its last steps) that are calibrated on validation data one by one and then
+  averaged with the class's ``component_weights``;
 * ``_save_state(dir)`` / ``_load_state(dir)`` persist what ``_fit_windows`` learned.
 
 Fitted attributes end in ``_`` (scikit-learn convention); the constructor only stores parameters.
@@ -37,7 +38,7 @@ from ml_monitoring_service.prepare.time_features import cyclic_time_features
 from ml_monitoring_service.prepare.windows import Windows, make_windows
 
 # 2: ``channel_scale`` is ``[K, S, F]`` (one scale per error component), and the transformer scores
-# three components; a format-1 model would be scored differently, so it must be retrained.
+# two components; a format-1 model would be scored differently, so it must be retrained.
 MODEL_FORMAT_VERSION = 2
 _REGISTRY: dict[str, type[WindowDetector]] = {}
 
@@ -71,6 +72,8 @@ class WindowDetector(ABC):
     """Base class: see the module docstring for the split between public methods and hooks."""
 
     kind: ClassVar[str]
+    # Weight of each error component in the calibrated metric score (one entry per component).
+    component_weights: ClassVar[tuple[float, ...]] = (1.0,)
 
     def __init__(
         self,
@@ -150,7 +153,7 @@ class WindowDetector(ABC):
 
         Used to compare a retrained candidate with the current model on the candidate's
         validation data. Only the first error component counts: it is the model's own fit (the
-        others, like the transformer's input deviation, do not depend on what was learned).
+        others, like the transformer's recent-steps error, re-weight the same fit).
         Calibrated scores cannot be compared (each model divides by its own validation error, so
         both average ~1); raw errors are in each model's robust-scaled units, which for two
         models of the same set trained on adjacent periods are close, so the comparison holds up
@@ -259,6 +262,11 @@ class WindowDetector(ABC):
         if errors.ndim == 3:
             errors = errors[None]
         expected = (len(windows), windows.values.shape[2], windows.values.shape[3])
+        if len(errors) != len(self.component_weights):
+            raise DataValidationError(
+                f"{self.kind}: {len(errors)} error components but "
+                f"{len(self.component_weights)} component weights"
+            )
         if errors.shape[1:] != expected or not np.all(np.isfinite(errors)):
             raise DataValidationError(
                 f"{self.kind}: channel errors have shape {errors.shape} (expected {expected}) "
@@ -272,9 +280,11 @@ class WindowDetector(ABC):
         """Calibrated metric scores → service scores (max over features) → window scores.
 
         Each error component is divided by its own per-channel validation scale before the
-        components are averaged, so a component with large raw values cannot drown the others.
+        components are averaged (``component_weights``), so a component with large raw values
+        cannot drown the others.
         """
-        metric_scores = (errors / self.channel_scale_[:, None]).mean(axis=0)
+        weights = np.asarray(self.component_weights) / sum(self.component_weights)
+        metric_scores = np.tensordot(weights, errors / self.channel_scale_[:, None], axes=1)
         return self._window_scores(metric_scores, windows), metric_scores.max(axis=2), metric_scores
 
     def _window_scores(self, metric_scores: np.ndarray, windows: Windows) -> np.ndarray:

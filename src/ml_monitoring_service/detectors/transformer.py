@@ -24,7 +24,7 @@ _STATE_FILE = "state_dict.pt"
 # at 200; chunks shrink with S instead. Windows are scored independently, so results do not depend
 # on the chunk size.
 _SCORING_ATTENTION_BUDGET = 2**26
-# Share of a window (its last steps) that the "recent" error components look at: a window's score
+# Share of a window (its last steps) that the "recent" error component looks at: a window's score
 # is assigned to its end step, and averaging over all W steps dilutes an onset in the last few.
 _RECENT_FRACTION = 0.25
 
@@ -33,20 +33,21 @@ class TransformerAutoencoderDetector(WindowDetector):
     """Reconstruction error of :class:`ServiceTransformerAutoencoder` as the anomaly score.
 
     Training minimises the mean squared error of reconstructing clean windows from noisy ones,
-    with early stopping on validation loss; the weights of the best epoch are restored.
-
-    Each channel is scored by three error components, calibrated one by one on validation data
-    and averaged (:meth:`_channel_errors`): the reconstruction error over the whole window (the
-    cross-metric structure the network learned), the same over the window's most recent quarter
-    (onsets, which the window's end step is scored for), and the input's own squared robust
-    deviation over that quarter (a large jump in one metric that the narrow bottleneck smooths
-    over and the network then reconstructs as "roughly normal"). An
+    with early stopping on validation loss; the weights of the best epoch are restored. An
     "epoch" is a random draw of at most ``windows_per_epoch`` training windows, so the cost of an
     epoch does not grow with the lookback (long event-approach histories have ~10⁵ windows).
     ``epoch_losses_`` keeps ``(train, val)`` per epoch for tracking.
+
+    Each channel is scored by two error components, calibrated one by one on validation data and
+    averaged with weights 2 : 1 (:meth:`_channel_errors`): the reconstruction error over the whole
+    window, and the same over the window's most recent quarter, so an onset in the last few steps
+    (where the window ends, and where its score is placed in time) is not diluted by the normal
+    steps before it. The whole window keeps the larger weight because an anomaly that has just
+    left the recent quarter still belongs to the window (docs/BENCHMARKS.md §3 has the trade-off).
     """
 
     kind = "transformer_autoencoder"
+    component_weights = (2.0, 1.0)
 
     def __init__(
         self,
@@ -179,18 +180,14 @@ class TransformerAutoencoderDetector(WindowDetector):
         return np.concatenate(chunks, axis=0)
 
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        """``[3, N, S, F]``: whole-window and recent reconstruction error, recent input deviation.
+        """``[2, N, S, F]``: reconstruction error over the whole window and its recent quarter.
 
-        Inputs are already ``(x - training median) / robust scale``, so their square over the
-        recent steps is the robust deviation; the base class calibrates each component per
-        channel on validation data before averaging them.
+        The base class calibrates each component per channel on validation data before
+        averaging them with ``component_weights``.
         """
         errors = self._reconstruction_errors(windows)
         recent = max(1, round(_RECENT_FRACTION * errors.shape[1]))
-        deviation = np.mean(windows.values[:, -recent:].astype(np.float64) ** 2, axis=1)
-        return np.stack([errors.mean(axis=1), errors[:, -recent:].mean(axis=1), deviation]).astype(
-            np.float64
-        )
+        return np.stack([errors.mean(axis=1), errors[:, -recent:].mean(axis=1)]).astype(np.float64)
 
     # ------------------------------------------------------------------------------ persistence
 
