@@ -203,13 +203,13 @@ def test_model_of_an_older_format_is_refused_with_a_clear_error(
 
 
 def test_transformer_scores_an_onset_at_the_window_end_undiluted(train_val_test) -> None:
-    """A spike in a window's last quarter outscores the same spike in its first quarter."""
+    """A spike at a window's end outscores the same spike at its start."""
     detector = _fit_once("transformer_autoencoder", train_val_test)
     _, _, test = train_val_test
     assert detector.channel_scale_.shape == (2, 3, 3)  # one calibration per error component
     spiked = with_spike(test, 150, 1, 0, 8.0)
     result = detector.score(spiked)
     end_step = {end: i for i, end in enumerate(result.ends)}
-    recent = result.window_scores[end_step[spiked.timestamps[153]]]  # spike in the last 4 steps
+    recent = result.window_scores[end_step[spiked.timestamps[152]]]  # spike in the last 2 steps
     early = result.window_scores[end_step[spiked.timestamps[165]]]  # spike in the first 3 steps
     assert recent > early

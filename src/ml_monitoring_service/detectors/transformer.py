@@ -26,7 +26,7 @@ _STATE_FILE = "state_dict.pt"
 _SCORING_ATTENTION_BUDGET = 2**26
 # Share of a window (its last steps) that the "recent" error component looks at: a window's score
 # is assigned to its end step, and averaging over all W steps dilutes an onset in the last few.
-_RECENT_FRACTION = 0.25
+_RECENT_FRACTION = 0.125
 
 
 class TransformerAutoencoderDetector(WindowDetector):
@@ -39,15 +39,15 @@ class TransformerAutoencoderDetector(WindowDetector):
     ``epoch_losses_`` keeps ``(train, val)`` per epoch for tracking.
 
     Each channel is scored by two error components, calibrated one by one on validation data and
-    averaged with weights 2 : 1 (:meth:`_channel_errors`): the reconstruction error over the whole
-    window, and the same over the window's most recent quarter, so an onset in the last few steps
+    averaged with weights 3 : 1 (:meth:`_channel_errors`): the reconstruction error over the whole
+    window, and the same over the window's most recent eighth, so an onset in the last few steps
     (where the window ends, and where its score is placed in time) is not diluted by the normal
     steps before it. The whole window keeps the larger weight because an anomaly that has just
-    left the recent quarter still belongs to the window (docs/BENCHMARKS.md §3 has the trade-off).
+    left the recent eighth still belongs to the window (docs/BENCHMARKS.md §3 has the trade-off).
     """
 
     kind = "transformer_autoencoder"
-    component_weights = (2.0, 1.0)
+    component_weights = (3.0, 1.0)
 
     def __init__(
         self,
@@ -180,7 +180,7 @@ class TransformerAutoencoderDetector(WindowDetector):
         return np.concatenate(chunks, axis=0)
 
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        """``[2, N, S, F]``: reconstruction error over the whole window and its recent quarter.
+        """``[2, N, S, F]``: reconstruction error over the whole window and its recent eighth.
 
         The base class calibrates each component per channel on validation data before
         averaging them with ``component_weights``.
