@@ -187,3 +187,29 @@ def test_transformer_scores_do_not_depend_on_the_scoring_chunk(
     one_by_one = detector.score(test)
     np.testing.assert_allclose(one_by_one.metric_scores, whole.metric_scores, rtol=1e-5)
     np.testing.assert_array_equal(one_by_one.is_anomalous, whole.is_anomalous)
+
+
+def test_model_of_an_older_format_is_refused_with_a_clear_error(
+    fitted: WindowDetector, tmp_path: Path
+) -> None:
+    import json
+
+    fitted.save(tmp_path / "model")
+    path = tmp_path / "model" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    path.write_text(json.dumps({**metadata, "format_version": 1}))
+    with pytest.raises(ModelMismatchError, match="model format 1 is not supported.*retrain"):
+        WindowDetector.load(tmp_path / "model")
+
+
+def test_transformer_scores_an_onset_at_the_window_end_undiluted(train_val_test) -> None:
+    """A spike at a window's end outscores the same spike at its start."""
+    detector = _fit_once("transformer_autoencoder", train_val_test)
+    _, _, test = train_val_test
+    assert detector.channel_scale_.shape == (2, 3, 3)  # one calibration per error component
+    spiked = with_spike(test, 150, 1, 0, 8.0)
+    result = detector.score(spiked)
+    end_step = {end: i for i, end in enumerate(result.ends)}
+    recent = result.window_scores[end_step[spiked.timestamps[152]]]  # spike in the last 2 steps
+    early = result.window_scores[end_step[spiked.timestamps[165]]]  # spike in the first 3 steps
+    assert recent > early

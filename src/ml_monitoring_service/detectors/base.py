@@ -6,7 +6,10 @@ the sliding windows, per-channel calibration of errors on validation data, the a
 window/service/metric scores and the persisted threshold. Subclasses implement only the maths:
 
 * ``_fit_windows(train, val)`` learns from scaled windows;
-* ``_channel_errors(windows)`` returns ``[N, S, F]`` non-negative errors (higher = more anomalous);
+* ``_channel_errors(windows)`` returns ``[N, S, F]`` non-negative errors (higher = more anomalous),
+  or ``[K, N, S, F]`` for ``K`` error *components* (e.g. reconstruction error over the whole
+  window and over its last steps) that are calibrated on validation data one by one and then
+  averaged with the class's ``component_weights``;
 * ``_save_state(dir)`` / ``_load_state(dir)`` persist what ``_fit_windows`` learned.
 
 Fitted attributes end in ``_`` (scikit-learn convention); the constructor only stores parameters.
@@ -34,7 +37,9 @@ from ml_monitoring_service.prepare.normalise import RobustScaler
 from ml_monitoring_service.prepare.time_features import cyclic_time_features
 from ml_monitoring_service.prepare.windows import Windows, make_windows
 
-MODEL_FORMAT_VERSION = 1
+# 2: ``channel_scale`` is ``[K, S, F]`` (one scale per error component), and the transformer scores
+# two components; a format-1 model would be scored differently, so it must be retrained.
+MODEL_FORMAT_VERSION = 2
 _REGISTRY: dict[str, type[WindowDetector]] = {}
 
 
@@ -43,8 +48,9 @@ class ScoreResult:
     """Scores for consecutive windows; for every array, higher = more anomalous.
 
     ``window_scores`` ``[N]``, ``service_scores`` ``[N, S]``, ``metric_scores`` ``[N, S, F]``.
-    Metric scores are errors divided by that channel's mean validation error, so 1 means
-    "as unusual as a typical validation window" and channels are comparable with each other.
+    Metric scores are errors divided by that channel's mean validation error (averaged over the
+    detector's error components), so 1 means "as unusual as a typical validation window" and
+    channels are comparable with each other.
     """
 
     window_scores: np.ndarray
@@ -66,6 +72,8 @@ class WindowDetector(ABC):
     """Base class: see the module docstring for the split between public methods and hooks."""
 
     kind: ClassVar[str]
+    # Weight of each error component in the calibrated metric score (one entry per component).
+    component_weights: ClassVar[tuple[float, ...]] = (1.0,)
 
     def __init__(
         self,
@@ -144,14 +152,16 @@ class WindowDetector(ABC):
         """Mean *uncalibrated* channel error over every window of ``data`` (lower = better fit).
 
         Used to compare a retrained candidate with the current model on the candidate's
-        validation data. Calibrated scores cannot be compared (each model divides by its own
-        validation error, so both average ~1); raw errors are in each model's robust-scaled
-        units, which for two models of the same set trained on adjacent periods are close, so
-        the comparison holds up to the tolerance the caller applies.
+        validation data. Only the first error component counts: it is the model's own fit (the
+        others, like the transformer's recent-steps error, re-weight the same fit).
+        Calibrated scores cannot be compared (each model divides by its own validation error, so
+        both average ~1); raw errors are in each model's robust-scaled units, which for two
+        models of the same set trained on adjacent periods are close, so the comparison holds up
+        to the tolerance the caller applies.
         """
         self._check_fitted()
         self.check_compatible(data.services, data.features)
-        return float(self._checked_errors(self._windows(data, self.score_stride)).mean())
+        return float(self._checked_errors(self._windows(data, self.score_stride))[0].mean())
 
     def check_compatible(self, services: tuple[str, ...], features: tuple[str, ...]) -> None:
         """Raise :class:`ModelMismatchError` unless the model was trained on exactly these."""
@@ -192,7 +202,8 @@ class WindowDetector(ABC):
         if metadata.get("format_version") != MODEL_FORMAT_VERSION:
             raise ModelMismatchError(
                 f"{directory}: model format {metadata.get('format_version')} is not supported "
-                f"(expected {MODEL_FORMAT_VERSION}); retrain"
+                f"(expected {MODEL_FORMAT_VERSION}: scores are now calibrated per error "
+                "component); retrain the model"
             )
         try:
             klass = _REGISTRY[config["kind"]]
@@ -227,7 +238,10 @@ class WindowDetector(ABC):
 
     @abstractmethod
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        """``[N, S, F]`` non-negative reconstruction (or deviation) errors per window channel."""
+        """``[N, S, F]`` non-negative reconstruction (or deviation) errors per window channel.
+
+        Or ``[K, N, S, F]``: ``K`` components, each calibrated on its own (see :meth:`_aggregate`).
+        """
 
     def _save_state(self, directory: Path) -> None:  # noqa: B027 - optional hook
         """Persist learned state beyond scaler/threshold; stateless detectors need nothing."""
@@ -243,9 +257,17 @@ class WindowDetector(ABC):
         return make_windows(scaled, context, data.timestamps, self.window_size, stride)
 
     def _checked_errors(self, windows: Windows) -> np.ndarray:
+        """``[K, N, S, F]`` errors (``K`` = 1 for a detector returning ``[N, S, F]``), checked."""
         errors = self._channel_errors(windows)
+        if errors.ndim == 3:
+            errors = errors[None]
         expected = (len(windows), windows.values.shape[2], windows.values.shape[3])
-        if errors.shape != expected or not np.all(np.isfinite(errors)):
+        if len(errors) != len(self.component_weights):
+            raise DataValidationError(
+                f"{self.kind}: {len(errors)} error components but "
+                f"{len(self.component_weights)} component weights"
+            )
+        if errors.shape[1:] != expected or not np.all(np.isfinite(errors)):
             raise DataValidationError(
                 f"{self.kind}: channel errors have shape {errors.shape} (expected {expected}) "
                 "or contain non-finite values"
@@ -255,8 +277,14 @@ class WindowDetector(ABC):
     def _aggregate(
         self, errors: np.ndarray, windows: Windows
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Calibrated metric scores → service scores (max over features) → window scores."""
-        metric_scores = errors / self.channel_scale_
+        """Calibrated metric scores → service scores (max over features) → window scores.
+
+        Each error component is divided by its own per-channel validation scale before the
+        components are averaged (``component_weights``), so a component with large raw values
+        cannot drown the others.
+        """
+        weights = np.asarray(self.component_weights) / sum(self.component_weights)
+        metric_scores = np.tensordot(weights, errors / self.channel_scale_[:, None], axes=1)
         return self._window_scores(metric_scores, windows), metric_scores.max(axis=2), metric_scores
 
     def _window_scores(self, metric_scores: np.ndarray, windows: Windows) -> np.ndarray:
@@ -288,17 +316,20 @@ def detector_class(kind: str) -> type[WindowDetector]:
 
 
 def _channel_scale(errors: np.ndarray, window_size: int) -> np.ndarray:
-    """``[S, F]`` mean validation error per channel, with two floors.
+    """``[K, S, F]`` mean validation error per component and channel, with two floors.
 
     * a tenth of the median channel's scale, so a channel the model reconstructs almost exactly is
       judged in the units of a typical channel rather than divided by ~0;
     * ``1 / window_size``: the error of a single one-sigma blip in one step of a window. A series
       that never moved in training (e.g. no warning was ever logged) would otherwise turn its first
       harmless blip into a score in the hundreds.
+
+    Each component gets its own floors (its own typical channel).
     """
-    scale = errors.mean(axis=0)
-    floor = max(float(np.median(scale)) * 0.1, 1.0 / window_size)
-    return np.maximum(scale, floor)
+    scale = errors.mean(axis=1)
+    typical = np.median(scale.reshape(len(scale), -1), axis=1)
+    floor = np.maximum(typical * 0.1, 1.0 / window_size)
+    return np.maximum(scale, floor[:, None, None])
 
 
 def _check_same_layout(reference: ServiceTensor, other: ServiceTensor, what: str) -> None:

@@ -24,6 +24,9 @@ _STATE_FILE = "state_dict.pt"
 # at 200; chunks shrink with S instead. Windows are scored independently, so results do not depend
 # on the chunk size.
 _SCORING_ATTENTION_BUDGET = 2**26
+# Share of a window (its last steps) that the "recent" error component looks at: a window's score
+# is assigned to its end step, and averaging over all W steps dilutes an onset in the last few.
+_RECENT_FRACTION = 0.125
 
 
 class TransformerAutoencoderDetector(WindowDetector):
@@ -34,9 +37,17 @@ class TransformerAutoencoderDetector(WindowDetector):
     "epoch" is a random draw of at most ``windows_per_epoch`` training windows, so the cost of an
     epoch does not grow with the lookback (long event-approach histories have ~10⁵ windows).
     ``epoch_losses_`` keeps ``(train, val)`` per epoch for tracking.
+
+    Each channel is scored by two error components, calibrated one by one on validation data and
+    averaged with weights 3 : 1 (:meth:`_channel_errors`): the reconstruction error over the whole
+    window, and the same over the window's most recent eighth, so an onset in the last few steps
+    (where the window ends, and where its score is placed in time) is not diluted by the normal
+    steps before it. The whole window keeps the larger weight because an anomaly that has just
+    left the recent eighth still belongs to the window (docs/BENCHMARKS.md §3 has the trade-off).
     """
 
     kind = "transformer_autoencoder"
+    component_weights = (3.0, 1.0)
 
     def __init__(
         self,
@@ -169,7 +180,14 @@ class TransformerAutoencoderDetector(WindowDetector):
         return np.concatenate(chunks, axis=0)
 
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        return self._reconstruction_errors(windows).mean(axis=1).astype(np.float64)
+        """``[2, N, S, F]``: reconstruction error over the whole window and its recent eighth.
+
+        The base class calibrates each component per channel on validation data before
+        averaging them with ``component_weights``.
+        """
+        errors = self._reconstruction_errors(windows)
+        recent = max(1, round(_RECENT_FRACTION * errors.shape[1]))
+        return np.stack([errors.mean(axis=1), errors[:, -recent:].mean(axis=1)]).astype(np.float64)
 
     # ------------------------------------------------------------------------------ persistence
 
