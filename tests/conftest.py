@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml_monitoring_service.data.demo import DemoData, generate_demo
 from ml_monitoring_service.prepare.densify import ServiceTensor
 
 SERVICES = ("api", "db", "cache")
@@ -51,4 +52,17 @@ def with_spike(
     values[step : step + 3, service, feature] += size
     return ServiceTensor(
         values, tensor.observed, tensor.timestamps, tensor.services, tensor.features
+    )
+
+
+@pytest.fixture(scope="session")
+def demo() -> DemoData:
+    """Six busy hours of the demo with an incident every 30 minutes: log text to mine."""
+    start = pd.Timestamp("2024-05-06T00:00:00Z")
+    return generate_demo(
+        start,
+        start + pd.Timedelta("6h"),
+        seed=11,
+        incident_every=pd.Timedelta("30min"),
+        event_rate_per_min=20,
     )

@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
-from ml_monitoring_service.data.demo import DemoData, Incident, generate_demo
+from ml_monitoring_service.data.demo import DemoData, Incident
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
-
-START = pd.Timestamp("2024-05-06T00:00:00Z")
-
-
-@pytest.fixture(scope="module")
-def demo() -> DemoData:
-    return generate_demo(
-        START,
-        START + pd.Timedelta("6h"),
-        seed=11,
-        incident_every=pd.Timedelta("30min"),
-        event_rate_per_min=20,
-    )
 
 
 def during(data: DemoData, incident: Incident, service: str) -> pd.DataFrame:

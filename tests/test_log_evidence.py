@@ -14,23 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_monitoring_service.data.demo import DemoData, Incident, generate_demo
+from ml_monitoring_service.data.demo import DemoData, Incident
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.explain.log_evidence import MAX_ITEMS, log_evidence
 from ml_monitoring_service.explain.log_templates import mask
-
-START = pd.Timestamp("2024-05-06T00:00:00Z")
-
-
-@pytest.fixture(scope="module")
-def demo() -> DemoData:
-    return generate_demo(
-        START,
-        START + pd.Timedelta("6h"),
-        seed=11,
-        incident_every=pd.Timedelta("30min"),
-        event_rate_per_min=20,
-    )
 
 
 def services_of(data: DemoData) -> list[str]:
