@@ -9,7 +9,9 @@ the period starts, the configured validation split) and judged with ``evaluation
 against the demo's incidents: ROC/PR AUC, precision/recall/F1 at the persisted threshold,
 incidents detected, and the share of incidents whose root service the shipped root-cause ranking
 puts first, once with the scored data's log events (silence, log complaints: what the incident
-reports use) and once from the scores and the call graph alone.
+reports use) and once from the scores and the call graph alone; then, as an operator sees it, the
+number of incident reports (anomalous periods) and of incidents with an overlapping report whose
+first candidate is the incident's root.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from ml_monitoring_service.detectors.baselines import (  # noqa: E402
     RobustZScoreDetector,
 )
 from ml_monitoring_service.evaluation import LabelledSpan, detection_quality  # noqa: E402
+from ml_monitoring_service.pipeline.periods import anomalous_periods  # noqa: E402
 from ml_monitoring_service.pipeline.training import (  # noqa: E402
     build_detector,
     chronological_split,
@@ -90,7 +93,19 @@ def judge_period(
         result = detector(name, config).fit(train, val).score(tensor)
         quality = detection_quality(result, spans, config.edges, scored.frame).as_dict()
         metrics_only = detection_quality(result, spans, config.edges).root_cause_top1
-        found[name] = {**quality, "root_cause_top1_without_logs": metrics_only}
+        periods = anomalous_periods(result, config.edges, scored.frame)
+        found[name] = {
+            **quality,
+            "root_cause_top1_without_logs": metrics_only,
+            "incident_reports": len(periods),
+            "incidents_with_a_report_naming_the_root": sum(
+                any(
+                    p.start <= s.end and p.end >= s.start and p.top_service == s.service
+                    for p in periods
+                )
+                for s in spans
+            ),
+        }
         print(f"[{variant.label} {end}] {name}: {_line(found[name])}", flush=True)
     return found
 
@@ -100,7 +115,9 @@ def _line(record: dict[str, Any]) -> str:
     return (
         f"ROC AUC {record['roc_auc']:.3f} PR AUC {record['pr_auc']:.3f} F1 {record['f1']:.3f} "
         f"detected {record['events_detected']}/{record['events']} root first "
-        f"{record['root_cause_top1']:.2f} (without logs {without_logs:.2f})"
+        f"{record['root_cause_top1']:.2f} (without logs {without_logs:.2f}); reports "
+        f"{record['incident_reports']}, naming the root of "
+        f"{record['incidents_with_a_report_naming_the_root']} incidents"
     )
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.explain.silence import Silence
-from ml_monitoring_service.pipeline.periods import rank_services
+from ml_monitoring_service.pipeline.periods import anomalous_periods, rank_services
 from ml_monitoring_service.rootcause import rank_root_causes
 
 SERVICES = ("frontend", "checkout", "payment")
@@ -128,3 +128,30 @@ def test_a_service_complaining_in_its_logs_outranks_louder_quiet_scores() -> Non
     silent = {"checkout": _silence()}
     both = rank_root_causes(result, ALL, (), silent=silent, log_problems={"payment": 14.0})
     assert [c.service for c in both][:2] == ["checkout", "payment"]  # silence comes first
+
+
+def _flagged(flags: list[int]) -> ScoreResult:
+    """Windows of 8 minutes ending a minute apart; ``flags`` says which are above threshold."""
+    scores = np.array([[3.0 if f else 1.0] * 3 for f in flags])
+    ends = pd.date_range("2024-06-01T00:08", periods=len(flags), freq="1min", tz="UTC")
+    return ScoreResult(
+        window_scores=scores.max(axis=1),
+        service_scores=scores,
+        metric_scores=np.stack([scores, scores], axis=2),
+        starts=ends - pd.Timedelta("8min"),
+        ends=ends,
+        services=SERVICES,
+        features=FEATURES,
+        threshold=2.0,
+    )
+
+
+def test_periods_merge_short_normal_gaps_and_keep_incidents_apart() -> None:
+    # A 2-minute dip inside an incident (a quarter of the 8-minute window) is one period; a
+    # 3-minute gap, though the windows still overlap, separates two incidents.
+    one = anomalous_periods(_flagged([0, 1, 1, 0, 1, 1, 0]))
+    assert [(p.start, p.end, p.windows) for p in one] == [
+        (pd.Timestamp("2024-06-01T00:01Z"), pd.Timestamp("2024-06-01T00:13Z"), 5)
+    ]
+    two = anomalous_periods(_flagged([0, 1, 1, 0, 0, 1, 1]))
+    assert [p.windows for p in two] == [2, 2]

@@ -13,6 +13,9 @@ from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.rootcause import Candidate, rank_period
 
 CANDIDATES_REPORTED = 3
+# Two runs of anomalous windows are one period when the second run's first window ends within this
+# fraction of a window's duration after the first run's last one.
+MERGE_GAP = 0.25
 
 
 @dataclass(frozen=True)
@@ -53,20 +56,24 @@ def anomalous_periods(
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
 ) -> list[AnomalousPeriod]:
-    """Runs of windows above threshold, merged while their time spans overlap.
+    """Runs of windows above threshold, merged across short normal gaps.
 
     ``edges`` (caller, callee) is the service set's call graph, used to rank root causes.
     ``frame`` is the scored combined dataset: its log events before each period are the baseline
     for the period's silences and log evidence (none without it).
 
-    Windows overlap in time, so two runs separated by a few normal windows usually describe one
-    incident; reporting them once keeps the alert count honest.
+    A few normal windows inside one incident should not split its report, but every period gets
+    one report naming one origin, so merging across long gaps blends incidents. Merging while the
+    windows merely overlapped (a gap up to a whole window) made one demo report span up to six
+    incidents, and only 9 of 20 demo incidents had a report naming their root; merging across
+    gaps up to a quarter of a window (``MERGE_GAP``) gave 17 of 20, at the price of 7 rather than
+    3 reports on fault-free stretches in the same 16 hours.
     """
     flags = result.is_anomalous.astype(np.int8)
     steps = np.diff(np.concatenate([[0], flags, [0]]))
     runs: list[list[int]] = []
     for first, stop in zip(np.flatnonzero(steps == 1), np.flatnonzero(steps == -1), strict=True):
-        if runs and result.starts[int(first)] <= result.ends[runs[-1][1] - 1]:
+        if runs and _close(result, runs[-1][1] - 1, int(first)):
             runs[-1][1] = int(stop)
         else:
             runs.append([int(first), int(stop)])
@@ -84,6 +91,12 @@ def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, f
     totals = result.service_scores[windows].sum(axis=0)
     order = np.argsort(-totals, kind="stable")
     return [(result.services[i], float(totals[i])) for i in order]
+
+
+def _close(result: ScoreResult, last: int, first: int) -> bool:
+    """Whether window ``first`` ends within ``MERGE_GAP`` window durations after ``last``."""
+    duration = result.ends[last] - result.starts[last]
+    return bool(result.ends[first] - result.ends[last] <= MERGE_GAP * duration)
 
 
 def _period(
