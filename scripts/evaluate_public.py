@@ -124,7 +124,9 @@ if (REPO / "src").is_dir() and str(REPO / "src") not in sys.path:
 
 from ml_monitoring_service import fault_evaluation  # noqa: E402
 from ml_monitoring_service.data.pod_recordings import (  # noqa: E402
+    INBOUND_NETWORK_DELAY,
     InjectedFault,
+    has_edge_latencies,
     read_call_graph,
     read_fault_list,
     read_pod_recording,
@@ -199,6 +201,9 @@ NEZHA_METRICS = {
     "network_in": "NetworkReceiveBytes",
     "network_out": "NetworkTransmitBytes",
 }
+# Derived from the per-edge latency files where a recording has them (Online Boutique does,
+# Train Ticket does not): see ``data.pod_recordings.INBOUND_NETWORK_DELAY``.
+NEZHA_EDGE_METRICS = {"network_delay_in": INBOUND_NETWORK_DELAY}
 NEZHA_STEP = pd.Timedelta(minutes=1)  # the recordings' sampling interval
 NEZHA_VARIANT = Variant("grid", NEZHA_STEP)
 NEZHA_WINDOW = 8
@@ -608,6 +613,7 @@ class NezhaDay:
     """One day's service set, faults, ranges and tensors: the same for every detector."""
 
     services: tuple[str, ...]
+    metrics: dict[str, str]  # metric name -> source column
     call_graph: tuple[tuple[str, str], ...]
     faults: tuple[InjectedFault, ...]
     training_range: tuple[pd.Timestamp, pd.Timestamp]
@@ -624,6 +630,7 @@ def load_nezha_day(directory: Path, window_size: int) -> NezhaDay:
     if not faults:
         raise DataValidationError(f"{directory}: the fault list is empty")
     services = recording_services(directory)
+    metrics = nezha_metrics(directory)
     injections = [f.time for f in faults]
     stamps = read_pod_recording(directory, services, NEZHA_METRICS, logs=False)[TIMESTAMP]
     first, stop = stamps.iloc[0], stamps.iloc[-1] + NEZHA_STEP
@@ -632,27 +639,36 @@ def load_nezha_day(directory: Path, window_size: int) -> NezhaDay:
         max(first, injections[0] - window_size * NEZHA_STEP),
         min(stop, injections[-1] + fault_evaluation.RECOVERY),
     )
-    history = _nezha_tensor(directory, services, training)
+    history = _nezha_tensor(directory, services, metrics, training)
     train, val = chronological_split(history, VALIDATION_FRACTION, window_size)
     return NezhaDay(
         services=services,
+        metrics=metrics,
         call_graph=read_call_graph(directory, services),
         faults=faults,
         training_range=training,
         scored_range=scored,
         train=train,
         val=val,
-        scored=_nezha_tensor(directory, services, scored),
+        scored=_nezha_tensor(directory, services, metrics, scored),
         logs=_nezha_logs(directory, services, scored),
     )
 
 
+def nezha_metrics(directory: Path) -> dict[str, str]:
+    """``NEZHA_METRICS``, plus ``NEZHA_EDGE_METRICS`` where the recording has edge latencies."""
+    return {**NEZHA_METRICS, **(NEZHA_EDGE_METRICS if has_edge_latencies(directory) else {})}
+
+
 def _nezha_tensor(
-    directory: Path, services: Sequence[str], time_range: tuple[pd.Timestamp, pd.Timestamp]
+    directory: Path,
+    services: Sequence[str],
+    metrics: dict[str, str],
+    time_range: tuple[pd.Timestamp, pd.Timestamp],
 ) -> ServiceTensor:
     """What the daemon does with a ``pod_recording`` file source and a time range."""
-    frame = read_pod_recording(directory, services, NEZHA_METRICS, *time_range, logs=False)
-    return densify(frame, services, list(NEZHA_METRICS), NEZHA_VARIANT)
+    frame = read_pod_recording(directory, services, metrics, *time_range, logs=False)
+    return densify(frame, services, list(metrics), NEZHA_VARIANT)
 
 
 def _nezha_logs(
@@ -698,7 +714,7 @@ def evaluate_nezha_day(
             }
         )
         _progress(label, name, detectors[name])
-    zscore = fault_evaluation.zscore_ranks(day.train, day.scored, windows, list(NEZHA_METRICS))
+    zscore = fault_evaluation.zscore_ranks(day.train, day.scored, windows, list(day.metrics))
     faults = [
         {
             "time": fault.time,
@@ -713,6 +729,7 @@ def evaluate_nezha_day(
     ]
     details = {
         "services": list(day.services),
+        "metrics": list(day.metrics),
         "call_graph": [list(edge) for edge in day.call_graph],
         "training_range": list(day.training_range),
         "scored_range": list(day.scored_range),
@@ -841,7 +858,11 @@ def run_nezha(args: argparse.Namespace) -> dict[str, Any]:
         "machines": machines,
         "pooled": overall,
         "details": details,
-        "config": {"metrics": NEZHA_METRICS, "variant": NEZHA_VARIANT.label},
+        "config": {
+            "metrics": NEZHA_METRICS,
+            "edge_metrics": NEZHA_EDGE_METRICS,
+            "variant": NEZHA_VARIANT.label,
+        },
     }
 
 

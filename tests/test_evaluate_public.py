@@ -101,6 +101,7 @@ def test_nezha_layout_json(tmp_path: Path) -> None:
     assert payload["pooled"]["zscore"]["ac_at_1"] == 1.0 and payload["pooled"]["zscore"]["days"]
     details = payload["details"]["2024-05-01"]
     assert details["services"] == ["cartservice", "checkoutservice", "frontend"]
+    assert details["metrics"][-1] == "network_delay_in"  # the day records edge latencies
     assert ["frontend", "cartservice"] in details["call_graph"]
     assert details["training_range"][0].startswith("2024-05-01 00:55:30")
     faults = details["faults"]

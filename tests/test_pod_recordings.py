@@ -11,7 +11,10 @@ import pytest
 
 from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, load_config
 from ml_monitoring_service.data.pod_recordings import (
+    INBOUND_NETWORK_DELAY,
     deployment_names,
+    has_edge_latencies,
+    inbound_network_delay,
     read_call_graph,
     read_fault_list,
     read_pod_recording,
@@ -148,6 +151,35 @@ def test_call_graph_keeps_service_edges_only() -> None:
     assert read_call_graph(TRAIN_TICKET) == ()
 
 
+def test_inbound_network_delay_blames_the_callee_whose_wire_is_slow() -> None:
+    """Edges into cartservice carry 200 ms more at the caller than at cartservice's server for
+    minutes 41-44; nobody else's edges do, and frontend is called by no service."""
+    delay = inbound_network_delay(BOUTIQUE, OB)
+    during = delay.loc[utc("2024-05-01 00:41:00") : utc("2024-05-01 00:45:00")]
+    before = delay.loc[: utc("2024-05-01 00:40:30")]
+    assert len(during) == 4 and (during["cartservice"] > 0.19).all()
+    assert before["cartservice"].between(0.0005, 0.002).all()
+    assert delay["checkoutservice"].between(0.0005, 0.002).all()  # the no-call minute kept
+    assert (delay["frontend"] == 0.0).all()
+
+
+def test_inbound_network_delay_as_a_configured_metric() -> None:
+    metrics = {**METRICS, "network_delay_in": INBOUND_NETWORK_DELAY}
+    frame = read_pod_recording(BOUTIQUE, OB, metrics, logs=False)
+    cart = frame[frame[SERVICE] == "cartservice"].set_index(TIMESTAMP)["network_delay_in"]
+    assert cart.notna().all() and len(cart) == 160
+    assert (cart.loc[utc("2024-05-01 00:41:00") : utc("2024-05-01 00:45:00")] > 0.19).sum() == 4
+    assert cart.loc[: utc("2024-05-01 00:40:00")].max() < 0.002
+
+
+def test_inbound_network_delay_without_edge_files_says_what_is_missing() -> None:
+    assert has_edge_latencies(BOUTIQUE) and not has_edge_latencies(TRAIN_TICKET)
+    with pytest.raises(DataValidationError, match=r"source_50.*destination_50.*InboundNetwork"):
+        read_pod_recording(
+            TRAIN_TICKET, ("ts-order-service",), {"delay": INBOUND_NETWORK_DELAY}, logs=False
+        )
+
+
 def test_directory_without_metrics_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DataValidationError, match="no metric/ directory"):
         recording_services(tmp_path)
@@ -162,6 +194,10 @@ def test_real_online_boutique_day() -> None:
     assert frame[TIMESTAMP].min().year == 2022 and frame[SEVERITY].max() == 0.0
     assert len(read_fault_list(day)) == 24
     assert ("frontend", "checkoutservice") in read_call_graph(day)
+    # network_delay into cartservice at 04:27:03: ~230 ms on the wire into it, a few ms before
+    cart = inbound_network_delay(day, services)["cartservice"]
+    assert cart.loc[utc("2022-08-22 04:28") : utc("2022-08-22 04:31")].min() > 0.1
+    assert cart.loc[utc("2022-08-22 04:20") : utc("2022-08-22 04:27")].max() < 0.02
 
 
 @pytest.mark.skipif(not (SHARED / "2022-08-22").is_dir(), reason="../shared/data/nezha is absent")

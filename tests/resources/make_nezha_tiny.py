@@ -108,11 +108,8 @@ def online_boutique_day() -> None:
         "Time,TimeStamp,ServiceName,SuccessRate(%),LatencyP50(s)\n"
         "2024-05-01 00:00:19.5 +0000 UTC m=+0.1,1714521619,Frontend,100,0.2\n",
     )
-    write_gz(
-        day / "metric" / "destination_50.csv.gz",
-        "time,timestamp,frontend_cartservice\n"
-        "2024-05-01 00:00:19.9 +0000 UTC m=+0.5,1714521619,0.1\n",
-    )
+    for name, table in edge_latency_tables("2024-05-01 00:00", 160, cart_delay=(41, 4)).items():
+        write_gz(day / "metric" / f"{name}.csv.gz", table.to_csv(index=False))
     inner = [
         ("frontend", '{"severity":"info","message":"GET /"}'),
         ("checkoutservice", '{"message":"PlaceOrder","severity":"error","timestamp":"x"}'),
@@ -125,6 +122,37 @@ def online_boutique_day() -> None:
         fault("2024-05-01 00:40:30", pods["cartservice"], "network_delay"),
     ]
     (day / "2024-05-01-fault_list.json").write_text(json.dumps({"00": faults}), encoding="utf-8")
+
+
+def edge_latency_tables(
+    start: str, n: int, cart_delay: tuple[int, int]
+) -> dict[str, pd.DataFrame]:
+    """Per-edge median latency as the caller saw it (``source_50``) and as the callee's server
+    measured it (``destination_50``): the caller adds ~1 ms of wire time, 200 ms more on the edges
+    into cartservice while its network is delayed. Columns in different orders, samples a second
+    apart and one minute without calls, like the originals."""
+    rng = np.random.default_rng(99)
+    edges = ["frontend_cartservice", "frontend_checkoutservice", "checkoutservice_cartservice"]
+    times = pd.date_range(start, periods=n, freq="1min", tz="UTC")
+    server = pd.DataFrame({e: np.round(0.003 + rng.uniform(0, 0.0005, n), 6) for e in edges})
+    client = server + np.round(0.001 + rng.uniform(0, 0.0005, (n, len(edges))), 6)
+    first, steps = cart_delay
+    for edge in ("frontend_cartservice", "checkoutservice_cartservice"):
+        client.loc[first : first + steps - 1, edge] += 0.2
+    client.loc[70, "frontend_checkoutservice"] = np.nan
+    server.loc[70, "frontend_checkoutservice"] = np.nan
+    out = {}
+    for name, table, offset in (("source_50", client, 20.0), ("destination_50", server, 19.0)):
+        stamps = times + pd.Timedelta(seconds=offset)
+        text = stamps.strftime("%Y-%m-%d %H:%M:%S.%f").str.cat(
+            [f"123 +0000 UTC m=+{60.0 * i:.6f}" for i in range(n)]
+        )
+        columns = edges if name == "source_50" else edges[::-1]
+        framed = table[columns].round(6)
+        framed.insert(0, "timestamp", [int(t.timestamp()) for t in stamps])
+        framed.insert(0, "time", text)
+        out[name] = framed
+    return out
 
 
 def fault(time: str, pod: str, kind: str, hours_early: int = 0) -> dict[str, str]:

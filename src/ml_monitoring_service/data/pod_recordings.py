@@ -4,6 +4,8 @@ One recording directory (e.g. ``rca_data/<day>/`` of the Nezha data set) holds::
 
     metric/<pod>_metric.csv[.gz]  one row per sample: Time, TimeStamp, PodName, metric columns
     metric/<other>.csv[.gz]       not pods (front-end SLI, call graph, per-edge latencies)
+    metric/source_50.csv[.gz]     per call edge ``<caller>_<callee>``: median latency the caller saw
+    metric/destination_50.csv[.gz] the same edges as the callee's server measured them
     log/<HH_MM>_log.csv[.gz]      Timestamp, TimeUnixNano, Node, PodName, Container, TraceID,
                                   SpanID, Log (the container's JSON log line, level inside)
     <day>-fault_list.json         injected faults, grouped by hour
@@ -20,6 +22,14 @@ Decisions forced by the data, each checked on the Nezha days:
 * a log line's level is read from the message (``"severity": "INFO"`` in JSON logs, or the
   level word after the time in plain ones such as ``16:42:22.382 INFO  t.s.Travel...``); lines
   without a level keep an unknown (``NaN``) severity but still count as events;
+* the edge files give one derived per-service metric, ``INBOUND_NETWORK_DELAY``: for each
+  callee, the largest gap over its callers between the latency the caller saw and the latency the
+  callee's server measured for the same edge. That gap is time spent on the wire (and in
+  proxies), so it rises for the service whose network is degraded and for nobody else: on
+  2022-08-22 a delay injected into cartservice took both edges into it from ~5 ms to ~230 ms at
+  the caller while its server still measured 3 ms, whereas the callers' own client latency (the
+  pod metric) rose just as much and blamed them. A service mesh exports the same two views
+  (Istio's request duration with ``reporter="source"`` and ``"destination"``);
 * a fault's time is its ``inject_time`` read as UTC: it matches the metric and log clocks (the log
   file names, the first erroring minute), while ``inject_timestamp`` is 8 hours early or repeated
   for some Train Ticket faults.
@@ -61,6 +71,12 @@ _POD = "PodName"
 _LOG_TIME = "Timestamp"
 _LOG_TEXT = "Log"
 _CALL_GRAPH_FILES = ("dependency.csv.gz", "dependency.csv")
+_EDGE_TIME = "time"
+# (caller-side, callee-side) per-edge latency files, median per minute.
+_EDGE_LATENCY_FILES = ("source_50", "destination_50")
+_EDGE_TOLERANCE = pd.Timedelta(seconds=30)  # samples of one minute are a second or two apart
+# Source "column" naming the derived metric: name it in a service set's ``metrics`` mapping.
+INBOUND_NETWORK_DELAY = "InboundNetworkDelay(s)"
 
 # A Deployment's pod is "<deployment>-<ReplicaSet hash>-<5-character suffix>".
 _POD_SUFFIX = r"-[a-z0-9]{5,10}-[a-z0-9]{5}$"
@@ -113,7 +129,11 @@ def read_pod_recording(
     directory = Path(directory)
     files = _pod_metric_files(directory)
     window = (_as_utc(start), _as_utc(end))
-    frames = [_read_metrics(path, metrics) for s in services for path in files.get(s, [])]
+    recorded = {name: column for name, column in metrics.items() if column != INBOUND_NETWORK_DELAY}
+    frames = [_read_metrics(path, recorded) for s in services for path in files.get(s, [])]
+    derived = [name for name in metrics if name not in recorded]
+    if derived and frames:
+        frames = _with_network_delay(frames, inbound_network_delay(directory, services), derived)
     if logs:
         frames.extend(_read_logs(path, services) for path in _log_files(directory))
     frame = _in_range(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), window)
@@ -182,6 +202,47 @@ def read_call_graph(
     return tuple(sorted((str(caller), str(callee)) for caller, callee in pairs))
 
 
+def has_edge_latencies(directory: Path) -> bool:
+    """Whether ``directory`` records per-edge latencies, so ``INBOUND_NETWORK_DELAY`` can be read."""
+    return all(_edge_file(directory, stem) is not None for stem in _EDGE_LATENCY_FILES)
+
+
+def inbound_network_delay(directory: Path, services: Sequence[str]) -> pd.DataFrame:
+    """Per service and minute, the largest caller-seen minus callee-measured edge latency (s).
+
+    Returns a frame indexed by sample time with one column per service. Edges between services
+    not in ``services`` are ignored; a service nobody calls gets 0 (no hop to measure); a minute
+    without calls keeps the last measured gap.
+    """
+    paths = [_edge_file(directory, stem) for stem in _EDGE_LATENCY_FILES]
+    if any(path is None for path in paths):
+        names = " and ".join(f"{stem}.csv[.gz]" for stem in _EDGE_LATENCY_FILES)
+        raise DataValidationError(
+            f"{str(directory)!r} has no {names} under {METRIC_DIR}/, so {INBOUND_NETWORK_DELAY!r} "
+            "cannot be derived; remove it from the metrics or record per-edge latencies"
+        )
+    caller_side, callee_side = (_read_edge_table(path) for path in paths if path is not None)
+    aligned = pd.merge_asof(
+        caller_side.reset_index(),
+        callee_side.reset_index(),
+        on=TIMESTAMP,
+        direction="nearest",
+        tolerance=_EDGE_TOLERANCE,
+        suffixes=("", _CALLEE_SIDE),
+    ).set_index(TIMESTAMP)
+    delay = pd.DataFrame(0.0, index=aligned.index, columns=list(services))
+    for callee in services:
+        inbound = [f"{caller}_{callee}" for caller in services if caller != callee]
+        gaps = [
+            aligned[edge] - aligned[edge + _CALLEE_SIDE]
+            for edge in inbound
+            if edge in aligned.columns and edge + _CALLEE_SIDE in aligned.columns
+        ]
+        if gaps:
+            delay[callee] = pd.concat(gaps, axis=1).max(axis=1).ffill().fillna(0.0)
+    return delay
+
+
 # ------------------------------------------------------------------------------------- files
 
 
@@ -200,6 +261,11 @@ def _pod_metric_files(directory: Path) -> dict[str, list[Path]]:
     for service, path in zip(deployment_names(pods), paths, strict=True):
         files.setdefault(service, []).append(path)
     return files
+
+
+def _edge_file(directory: Path, stem: str) -> Path | None:
+    candidates = [Path(directory) / METRIC_DIR / f"{stem}{suffix}" for suffix in _LOG_SUFFIXES]
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def _log_files(directory: Path) -> list[Path]:
@@ -229,13 +295,54 @@ def _read_metrics(path: Path, metrics: Mapping[str, str]) -> pd.DataFrame:
         raise DataValidationError(
             f"{str(path)!r} has no column(s) {missing}; available columns: {list(raw.columns)}"
         )
-    # "2022-08-22 03:51:19.607158889 +0000 UTC m=+0.113112869": the Go monotonic-clock reading
-    # and the zone name are dropped, the offset is kept.
-    text = raw[_SAMPLE_TIME].astype(str).str.replace(r"\s+UTC\b.*$", "", regex=True)
-    frame = pd.DataFrame({TIMESTAMP: to_utc(text), SERVICE: deployment_names(raw[_POD])})
+    frame = pd.DataFrame(
+        {TIMESTAMP: _sample_times(raw[_SAMPLE_TIME]), SERVICE: deployment_names(raw[_POD])}
+    )
     frame[list(metrics)] = raw[list(metrics.values())].to_numpy()
     frame[SEVERITY] = np.nan
     return frame
+
+
+_CALLEE_SIDE = " (callee side)"
+
+
+def _read_edge_table(path: Path) -> pd.DataFrame:
+    """An edge-latency file: sample time (UTC) → one column per ``<caller>_<callee>`` edge."""
+    raw = _read_csv(path)
+    if _EDGE_TIME not in raw.columns:
+        raise DataValidationError(
+            f"{str(path)!r} has no {_EDGE_TIME!r} column (columns: {list(raw.columns)})"
+        )
+    edges = raw.drop(columns=[c for c in (_EDGE_TIME, "timestamp") if c in raw.columns])
+    table = edges.apply(pd.to_numeric, errors="coerce").astype(float)
+    table.index = pd.Index(_sample_times(raw[_EDGE_TIME]), name=TIMESTAMP)
+    return table.sort_index()
+
+
+def _with_network_delay(
+    frames: list[pd.DataFrame], delay: pd.DataFrame, names: Sequence[str]
+) -> list[pd.DataFrame]:
+    """Each pod's samples with the derived delay of its service at the nearest edge sample."""
+    series = delay.sort_index()
+    out = []
+    for frame in frames:
+        service = str(frame[SERVICE].iloc[0]) if len(frame) else ""
+        column = series[service] if service in series.columns else pd.Series(dtype=float)
+        nearest = pd.merge_asof(
+            frame[[TIMESTAMP]].reset_index(),
+            column.rename("delay").rename_axis(TIMESTAMP).reset_index(),
+            on=TIMESTAMP,
+            direction="nearest",
+            tolerance=_EDGE_TOLERANCE,
+        ).set_index("index")["delay"]
+        out.append(frame.assign(**{name: nearest.reindex(frame.index).to_numpy() for name in names}))
+    return out
+
+
+def _sample_times(column: pd.Series) -> pd.Series:
+    """``2022-08-22 03:51:19.607158889 +0000 UTC m=+0.113112869`` → UTC: the Go monotonic-clock
+    reading and the zone name are dropped, the offset is kept."""
+    return to_utc(column.astype(str).str.replace(r"\s+UTC\b.*$", "", regex=True))
 
 
 def _read_logs(path: Path, services: Sequence[str]) -> pd.DataFrame:
