@@ -155,3 +155,46 @@ def test_periods_merge_short_normal_gaps_and_keep_incidents_apart() -> None:
     ]
     two = anomalous_periods(_flagged([0, 1, 1, 0, 0, 1, 1]))
     assert [p.windows for p in two] == [2, 2]
+
+
+def _topped_by(tops: str) -> ScoreResult:
+    """Every window anomalous; window i is topped by service ``tops[i]`` ('f', 'c' or 'p')."""
+    column = {"f": 0, "c": 1, "p": 2}
+    scores = np.full((len(tops), 3), 2.5)
+    for i, letter in enumerate(tops):
+        scores[i, column[letter]] = 6.0
+    ends = pd.date_range("2024-06-01T00:08", periods=len(tops), freq="1min", tz="UTC")
+    return ScoreResult(
+        window_scores=scores.max(axis=1),
+        service_scores=scores,
+        metric_scores=np.stack([scores, scores], axis=2),
+        starts=ends - pd.Timedelta("8min"),
+        ends=ends,
+        services=SERVICES,
+        features=FEATURES,
+        threshold=2.0,
+    )
+
+
+def test_a_run_splits_where_another_service_takes_over() -> None:
+    # 8-minute windows: payment tops 7 windows (ends spanning 6 min >= half a window), then
+    # checkout 6 (5 min): two reports, each naming its own origin, and the cut is where checkout
+    # took over.
+    periods = anomalous_periods(_topped_by("ppppppp" + "cccccc"))
+    assert [(p.top_service, p.windows) for p in periods] == [("payment", 7), ("checkout", 6)]
+    assert periods[1].start == pd.Timestamp("2024-06-01T00:07Z")
+
+
+def test_brief_changes_of_the_top_service_do_not_split() -> None:
+    # frontend on top for 4 windows (3 min < half a window) inside payment's run, and a short
+    # tail: one period.
+    periods = anomalous_periods(_topped_by("ppppp" + "ffff" + "ppppp" + "ccc"))
+    assert [(p.top_service, p.windows) for p in periods] == [("payment", 17)]
+
+
+def test_threshold_flickers_are_not_reported() -> None:
+    # 8-minute windows a minute apart: a lone anomalous window spans no time and makes no period;
+    # two consecutive ones span a minute, an eighth of a window, and do.
+    assert anomalous_periods(_flagged([0, 0, 1, 0, 0, 0, 0])) == []
+    assert anomalous_periods(_flagged([0, 0, 1, 0, 0, 1, 0])) == []
+    assert [p.windows for p in anomalous_periods(_flagged([0, 1, 1, 0, 0, 0, 0]))] == [2]

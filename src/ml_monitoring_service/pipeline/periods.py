@@ -16,6 +16,13 @@ CANDIDATES_REPORTED = 3
 # Two runs of anomalous windows are one period when the second run's first window ends within this
 # fraction of a window's duration after the first run's last one.
 MERGE_GAP = 0.25
+# A period is split where another service takes over as the top-scoring one and stays on top for
+# windows whose ends span at least this fraction of a window's duration.
+TAKEOVER = 0.5
+# A period is reported only when its anomalous windows' ends span at least this fraction of a
+# window's duration: an anomaly stays inside every window that covers it, so a real one keeps
+# windows anomalous for about a window, while a threshold flicker lasts a few windows.
+PERSISTENCE = 0.125
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,12 @@ def anomalous_periods(
     windows merely overlapped (a gap up to a whole window) made one demo report span up to six
     incidents, and only 9 of 20 demo incidents had a report naming their root; merging across
     gaps up to a quarter of a window (``MERGE_GAP``) gave 17 of 20, at the price of 7 rather than
-    3 reports on fault-free stretches in the same 16 hours.
+    3 reports on fault-free stretches in the same 16 hours. Runs that still held two incidents
+    are split where another service takes over (``TAKEOVER``), and runs too short to be more
+    than a flicker are dropped (``PERSISTENCE``): 19 of 20 with 22 reports, 2 of them on
+    fault-free stretches (``grid:30s``); on ``event``, whose windows last under a minute,
+    146 reports (95 fault-free) became 61 (28), naming the root of 18 incidents as before.
+    Alerts are decided per window by the alert policy, not here: a flicker still counts there.
     """
     flags = result.is_anomalous.astype(np.int8)
     steps = np.diff(np.concatenate([[0], flags, [0]]))
@@ -77,7 +89,12 @@ def anomalous_periods(
             runs[-1][1] = int(stop)
         else:
             runs.append([int(first), int(stop)])
-    return [_period(result, first, stop, edges, frame) for first, stop in runs]
+    spans = [span for first, stop in runs for span in _split_at_takeovers(result, first, stop)]
+    return [
+        _period(result, first, stop, edges, frame)
+        for first, stop in spans
+        if _persistent(result, first, stop)
+    ]
 
 
 def rank_services(result: ScoreResult, windows: np.ndarray) -> list[tuple[str, float]]:
@@ -97,6 +114,42 @@ def _close(result: ScoreResult, last: int, first: int) -> bool:
     """Whether window ``first`` ends within ``MERGE_GAP`` window durations after ``last``."""
     duration = result.ends[last] - result.starts[last]
     return bool(result.ends[first] - result.ends[last] <= MERGE_GAP * duration)
+
+
+def _persistent(result: ScoreResult, first: int, stop: int) -> bool:
+    """Whether the anomalous windows of ``[first, stop)`` end ``PERSISTENCE`` windows apart."""
+    anomalous = first + np.flatnonzero(result.is_anomalous[first:stop])
+    if len(anomalous) == 0:
+        return False
+    duration = np.median(result.ends[first:stop] - result.starts[first:stop])
+    return bool(result.ends[anomalous[-1]] - result.ends[anomalous[0]] >= PERSISTENCE * duration)
+
+
+def _split_at_takeovers(result: ScoreResult, first: int, stop: int) -> list[tuple[int, int]]:
+    """``[first, stop)`` cut where a new service stays the top-scoring one for ``TAKEOVER``.
+
+    A long alert run can hold successive incidents with different origins (on the demo, a
+    frontend spike followed half an hour later by a shipping level shift, without a normal window
+    between them), and one report names one origin. Brief changes of the top service are noise
+    or an incident's echo and do not cut; an incident's root usually tops its windows for most of
+    the incident plus a window.
+    """
+    top = result.service_scores[first:stop].argmax(axis=1)
+    duration = result.ends[first] - result.starts[first]
+    cuts: list[int] = []
+    owner: int | None = None
+    begin = 0
+    for i in range(1, len(top) + 1):
+        if i < len(top) and top[i] == top[begin]:
+            continue
+        steady = result.ends[first + i - 1] - result.ends[first + begin] >= TAKEOVER * duration
+        if steady and owner is not None and top[begin] != owner:
+            cuts.append(first + begin)
+        if steady:
+            owner = int(top[begin])
+        begin = i
+    bounds = [first, *cuts, stop]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _period(
