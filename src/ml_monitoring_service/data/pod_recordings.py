@@ -23,13 +23,16 @@ Decisions forced by the data, each checked on the Nezha days:
   level word after the time in plain ones such as ``16:42:22.382 INFO  t.s.Travel...``); lines
   without a level keep an unknown (``NaN``) severity but still count as events;
 * the edge files give one derived per-service metric, ``INBOUND_NETWORK_DELAY``: for each
-  callee, the largest gap over its callers between the latency the caller saw and the latency the
-  callee's server measured for the same edge. That gap is time spent on the wire (and in
-  proxies), so it rises for the service whose network is degraded and for nobody else: on
-  2022-08-22 a delay injected into cartservice took both edges into it from ~5 ms to ~230 ms at
-  the caller while its server still measured 3 ms, whereas the callers' own client latency (the
-  pod metric) rose just as much and blamed them. A service mesh exports the same two views
-  (Istio's request duration with ``reporter="source"`` and ``"destination"``);
+  callee, the median over its callers of the gap between the latency the caller saw and the
+  latency the callee's server measured for the same edge. That gap is time spent on the wire
+  (and in proxies), so it rises for the service whose network is degraded and for nobody else:
+  on 2022-08-22 a delay injected into cartservice took both edges into it from ~5 ms to ~230 ms
+  at the caller while its server still measured 3 ms, whereas the callers' own client latency
+  (the pod metric) rose just as much and blamed them. A delayed pod delays every caller, so the
+  median loses nothing and ignores one caller's noisy low-traffic edge (with the largest gap
+  instead, currencyservice's normal 99th percentile was 2-3 times further out). A service mesh
+  exports the same two views (Istio's request duration with ``reporter="source"`` and
+  ``"destination"``);
 * a fault's time is its ``inject_time`` read as UTC: it matches the metric and log clocks (the log
   file names, the first erroring minute), while ``inject_timestamp`` is 8 hours early or repeated
   for some Train Ticket faults.
@@ -208,7 +211,8 @@ def has_edge_latencies(directory: Path) -> bool:
 
 
 def inbound_network_delay(directory: Path, services: Sequence[str]) -> pd.DataFrame:
-    """Per service and minute, the largest caller-seen minus callee-measured edge latency (s).
+    """Per service and minute, the median over its callers of caller-seen minus callee-measured
+    edge latency (s).
 
     Returns a frame indexed by sample time with one column per service. Edges between services
     not in ``services`` are ignored; a service nobody calls gets 0 (no hop to measure); a minute
@@ -239,7 +243,7 @@ def inbound_network_delay(directory: Path, services: Sequence[str]) -> pd.DataFr
             if edge in aligned.columns and edge + _CALLEE_SIDE in aligned.columns
         ]
         if gaps:
-            delay[callee] = pd.concat(gaps, axis=1).max(axis=1).ffill().fillna(0.0)
+            delay[callee] = pd.concat(gaps, axis=1).median(axis=1).ffill().fillna(0.0)
     return delay
 
 
