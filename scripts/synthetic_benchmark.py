@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import precision_recall_curve
 
+from ml_monitoring_service.config import ModelConfig
 from ml_monitoring_service.data.demo import DEMO_METRICS, DEMO_SERVICES, generate_demo
 from ml_monitoring_service.data.readers import numeric_columns, read_combined
 from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
@@ -89,7 +90,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     parser.add_argument("--out", type=Path, default=Path("results.json"))
     parser.add_argument("--detectors", default=",".join(DETECTORS), help=f"from {DETECTORS}")
-    parser.add_argument("--max-epochs", type=int, default=10, help="transformer epochs")
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=ModelConfig().max_epochs,
+        help="transformer epoch cap (default: the shipped model's, %(default)s)",
+    )
     parser.add_argument("--window-size", type=int, default=None, help="default 32 demo, 16 file")
     parser.add_argument("--threshold-percentile", type=float, default=99.5)
     parser.add_argument("--injections", type=int, default=8, help="injections per scored stretch")
