@@ -130,10 +130,9 @@ def test_a_service_complaining_in_its_logs_outranks_louder_quiet_scores() -> Non
     assert [c.service for c in both][:2] == ["checkout", "payment"]  # silence comes first
 
 
-def _flagged(flags: list[int]) -> ScoreResult:
-    """Windows of 8 minutes ending a minute apart; ``flags`` says which are above threshold."""
-    scores = np.array([[3.0 if f else 1.0] * 3 for f in flags])
-    ends = pd.date_range("2024-06-01T00:08", periods=len(flags), freq="1min", tz="UTC")
+def _minutely(scores: np.ndarray) -> ScoreResult:
+    """``[N, S]`` service scores of 8-minute windows ending a minute apart, threshold 2."""
+    ends = pd.date_range("2024-06-01T00:08", periods=len(scores), freq="1min", tz="UTC")
     return ScoreResult(
         window_scores=scores.max(axis=1),
         service_scores=scores,
@@ -144,6 +143,11 @@ def _flagged(flags: list[int]) -> ScoreResult:
         features=FEATURES,
         threshold=2.0,
     )
+
+
+def _flagged(flags: list[int]) -> ScoreResult:
+    """``flags`` says which windows are above threshold."""
+    return _minutely(np.array([[3.0 if f else 1.0] * 3 for f in flags]))
 
 
 def test_periods_merge_short_normal_gaps_and_keep_incidents_apart() -> None:
@@ -163,17 +167,7 @@ def _topped_by(tops: str) -> ScoreResult:
     scores = np.full((len(tops), 3), 2.5)
     for i, letter in enumerate(tops):
         scores[i, column[letter]] = 6.0
-    ends = pd.date_range("2024-06-01T00:08", periods=len(tops), freq="1min", tz="UTC")
-    return ScoreResult(
-        window_scores=scores.max(axis=1),
-        service_scores=scores,
-        metric_scores=np.stack([scores, scores], axis=2),
-        starts=ends - pd.Timedelta("8min"),
-        ends=ends,
-        services=SERVICES,
-        features=FEATURES,
-        threshold=2.0,
-    )
+    return _minutely(scores)
 
 
 def test_a_run_splits_where_another_service_takes_over() -> None:

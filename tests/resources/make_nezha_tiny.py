@@ -124,9 +124,7 @@ def online_boutique_day() -> None:
     (day / "2024-05-01-fault_list.json").write_text(json.dumps({"00": faults}), encoding="utf-8")
 
 
-def edge_latency_tables(
-    start: str, n: int, cart_delay: tuple[int, int]
-) -> dict[str, pd.DataFrame]:
+def edge_latency_tables(start: str, n: int, cart_delay: tuple[int, int]) -> dict[str, pd.DataFrame]:
     """Per-edge median latency as the caller saw it (``source_50``) and as the callee's server
     measured it (``destination_50``): the caller adds ~1 ms of wire time, 200 ms more on the edges
     into cartservice while its network is delayed. Columns in different orders, samples a second

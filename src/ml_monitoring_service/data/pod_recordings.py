@@ -206,7 +206,7 @@ def read_call_graph(
 
 
 def has_edge_latencies(directory: Path) -> bool:
-    """Whether ``directory`` records per-edge latencies, so ``INBOUND_NETWORK_DELAY`` can be read."""
+    """Whether ``directory`` has per-edge latencies, so ``INBOUND_NETWORK_DELAY`` can be read."""
     return all(_edge_file(directory, stem) is not None for stem in _EDGE_LATENCY_FILES)
 
 
@@ -339,7 +339,9 @@ def _with_network_delay(
             direction="nearest",
             tolerance=_EDGE_TOLERANCE,
         ).set_index("index")["delay"]
-        out.append(frame.assign(**{name: nearest.reindex(frame.index).to_numpy() for name in names}))
+        out.append(
+            frame.assign(**{name: nearest.reindex(frame.index).to_numpy() for name in names})
+        )
     return out
 
 
