@@ -90,6 +90,7 @@ def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Pat
             "severity_level",
             "event_count",
         }
+        assert summary["anomalous_periods"], "the demo's incidents make at least one period"
         for period in summary["anomalous_periods"]:
             assert set(period) == PERIOD_KEYS
             assert period["start"] <= period["end"]
