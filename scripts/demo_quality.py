@@ -10,8 +10,8 @@ against the demo's incidents: ROC/PR AUC, precision/recall/F1 at the persisted t
 incidents detected, and the share of incidents whose root service the shipped root-cause ranking
 puts first, once with the scored data's log events (silence, log complaints: what the incident
 reports use) and once from the scores and the call graph alone; then, as an operator sees it, the
-number of incident reports (anomalous periods) and of incidents with an overlapping report whose
-first candidate is the incident's root.
+number of incident reports (anomalous periods), of those overlapping no incident, and of incidents
+with an overlapping report whose first candidate is the incident's root.
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def judge_period(
             **quality,
             "root_cause_top1_without_logs": metrics_only,
             "incident_reports": len(periods),
+            "incident_reports_without_an_incident": sum(
+                not any(p.start <= s.end and p.end >= s.start for s in spans) for p in periods
+            ),
             "incidents_with_a_report_naming_the_root": sum(
                 any(
                     p.start <= s.end and p.end >= s.start and p.top_service == s.service
@@ -112,12 +115,14 @@ def judge_period(
 
 def _line(record: dict[str, Any]) -> str:
     without_logs = record["root_cause_top1_without_logs"]
+    idle = record["incident_reports_without_an_incident"]
+    named = record["incidents_with_a_report_naming_the_root"]
     return (
         f"ROC AUC {record['roc_auc']:.3f} PR AUC {record['pr_auc']:.3f} F1 {record['f1']:.3f} "
         f"detected {record['events_detected']}/{record['events']} root first "
         f"{record['root_cause_top1']:.2f} (without logs {without_logs:.2f}); reports "
-        f"{record['incident_reports']}, naming the root of "
-        f"{record['incidents_with_a_report_naming_the_root']} incidents"
+        f"{record['incident_reports']} ({idle} without an incident), naming the root of "
+        f"{named} incidents"
     )
 
 

@@ -25,6 +25,7 @@ def test_one_short_period_is_judged_with_and_without_logs(tmp_path: Path) -> Non
     assert 0.0 <= record["root_cause_top1_without_logs"] <= 1.0
     assert 0 <= record["incidents_with_a_report_naming_the_root"] <= record["events"]
     assert record["incident_reports"] >= 1
+    assert 0 <= record["incident_reports_without_an_incident"] <= record["incident_reports"]
 
 
 def test_unknown_detectors_are_refused() -> None:
