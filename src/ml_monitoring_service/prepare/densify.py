@@ -14,9 +14,8 @@ Missing-value policy (the same for training and inference, so the model sees one
   count, the variance-stabilising transform for Poisson counts: silence stays far from normal,
   while ordinary traffic bursts (real services log in trace bursts) are not scored as outages;
 * steps before a service's first observation stay ``NaN`` here, and so does ``event_count`` for
-  the first ``count_horizon`` of the data, whose horizon reaches back before it; the normaliser
-  maps them to the training median (0 after scaling), so they neither inflate nor hide
-  anomalies.
+  the first ``count_horizon`` of the data, whose horizon reaches back before it; the normaliser maps them to the
+  training median (0 after scaling), so they neither inflate nor hide anomalies.
 
 Everything is vectorised through pandas group-by/unstack; there is no Python loop over rows.
 """
