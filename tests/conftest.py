@@ -10,6 +10,18 @@ from ml_monitoring_service.data.demo import DemoData, generate_demo
 from ml_monitoring_service.prepare.densify import ServiceTensor
 
 SERVICES = ("api", "db", "cache")
+# A four-service demo set, both variants, small windows: the base of the end-to-end test configs,
+# which append their own model, schedule and alerting lines.
+TINY_DEMO_SET = """
+service_sets:
+  tiny:
+    source: demo
+    services: [frontend, cart, checkout, payment]
+    relationships: {frontend: [cart, checkout], checkout: [payment]}
+    metrics: {cpu: q1, memory: q2, latency: q3, request_rate: q4, error_count: q5}
+    demo: {seed: 3, incident_every: 20min, event_rate_per_min: 3}
+    preprocessing: {window_size: 16, train_stride: 4, variants: [event, "grid:30s"]}
+"""
 FEATURES = ("cpu", "latency", "severity_level")
 
 

@@ -15,6 +15,7 @@ import networkx as nx
 import pandas as pd
 import pytest
 
+from conftest import TINY_DEMO_SET
 from ml_monitoring_service.config import (
     EnvironmentSettings,
     NarrativeConfig,
@@ -40,18 +41,12 @@ from ml_monitoring_service.prepare.variants import Variant
 from ml_monitoring_service.tracking import RunTracker
 from standins.llm_server import running_llm
 
-SETS = """
-service_sets:
-  tiny:
-    source: demo
-    services: [frontend, cart, checkout, payment]
-    relationships: {frontend: [cart, checkout], checkout: [payment]}
-    metrics: {cpu: q1, memory: q2, latency: q3, request_rate: q4, error_count: q5}
-    demo: {seed: 3, incident_every: 20min, event_rate_per_min: 3}
-    preprocessing: {window_size: 16, train_stride: 4, variants: [event, "grid:30s"]}
-    schedule: {training_lookback: 6h, inference_lookback: 1h}
+SETS = (
+    TINY_DEMO_SET
+    + """    schedule: {training_lookback: 6h, inference_lookback: 1h}
     alerting: {fire_min_anomalous: 2, window_count: 4}
 """
+)
 NOW = pd.Timestamp("2024-03-04T12:00:00Z")
 VARIANTS = (Variant.parse("grid:30s"), Variant.parse("event"))
 INCIDENT_KEYS = {

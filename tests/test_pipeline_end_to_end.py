@@ -8,23 +8,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import TINY_DEMO_SET
 from ml_monitoring_service.cli import main
 from ml_monitoring_service.config import DEFAULT_CONFIG_PATH, load_config
 from ml_monitoring_service.detectors import WindowDetector
 from ml_monitoring_service.pipeline.model_store import current_version, model_root
 
-SMALL_DEMO = """
-service_sets:
-  tiny:
-    source: demo
-    services: [frontend, cart, checkout, payment]
-    relationships: {frontend: [cart, checkout], checkout: [payment]}
-    metrics: {cpu: q1, memory: q2, latency: q3, request_rate: q4, error_count: q5}
-    demo: {seed: 3, incident_every: 20min, event_rate_per_min: 3}
-    preprocessing: {window_size: 16, train_stride: 4, variants: [event, "grid:30s"]}
-    model: {max_epochs: 2, patience: 2, windows_per_epoch: 128, d_model: 16, n_heads: 2}
+SMALL_DEMO = (
+    TINY_DEMO_SET
+    + """    model: {max_epochs: 2, patience: 2, windows_per_epoch: 128, d_model: 16, n_heads: 2}
     schedule: {training_lookback: 3h, inference_lookback: 1h}
 """
+)
 SUMMARY_KEYS = {
     "schema_version",
     "set",
