@@ -68,15 +68,16 @@ logger = logging.getLogger(__name__)
 METRIC_DIR = "metric"
 LOG_DIR = "log"
 _POD_METRIC_SUFFIXES = ("_metric.csv", "_metric.csv.gz")
-_LOG_SUFFIXES = (".csv", ".csv.gz")
+_CSV_SUFFIXES = (".csv", ".csv.gz")
 _SAMPLE_TIME = "Time"
 _POD = "PodName"
 _LOG_TIME = "Timestamp"
 _LOG_TEXT = "Log"
-_CALL_GRAPH_FILES = ("dependency.csv.gz", "dependency.csv")
+_CALL_GRAPH = "dependency"
 _EDGE_TIME = "time"
 # (caller-side, callee-side) per-edge latency files, median per minute.
 _EDGE_LATENCY_FILES = ("source_50", "destination_50")
+_CALLEE_SIDE = " (callee side)"  # column suffix of the callee-side table once aligned
 _EDGE_TOLERANCE = pd.Timedelta(seconds=30)  # samples of one minute are a second or two apart
 # Source "column" naming the derived metric: name it in a service set's ``metrics`` mapping.
 INBOUND_NETWORK_DELAY = "InboundNetworkDelay(s)"
@@ -186,8 +187,7 @@ def read_call_graph(
     service→node-IP placements and the load generator; only edges between two of ``services``
     (default: the recording's deployments) are calls the service set can use.
     """
-    candidates = [directory / METRIC_DIR / name for name in _CALL_GRAPH_FILES]
-    path = next((p for p in candidates if p.is_file()), None)
+    path = _metric_dir_file(directory, _CALL_GRAPH)
     if path is None:
         return ()
     edges = pd.read_csv(path, dtype=str)
@@ -207,7 +207,7 @@ def read_call_graph(
 
 def has_edge_latencies(directory: Path) -> bool:
     """Whether ``directory`` has per-edge latencies, so ``INBOUND_NETWORK_DELAY`` can be read."""
-    return all(_edge_file(directory, stem) is not None for stem in _EDGE_LATENCY_FILES)
+    return all(_metric_dir_file(directory, stem) is not None for stem in _EDGE_LATENCY_FILES)
 
 
 def inbound_network_delay(directory: Path, services: Sequence[str]) -> pd.DataFrame:
@@ -218,7 +218,7 @@ def inbound_network_delay(directory: Path, services: Sequence[str]) -> pd.DataFr
     not in ``services`` are ignored; a service nobody calls gets 0 (no hop to measure); a minute
     without calls keeps the last measured gap.
     """
-    paths = [_edge_file(directory, stem) for stem in _EDGE_LATENCY_FILES]
+    paths = [_metric_dir_file(directory, stem) for stem in _EDGE_LATENCY_FILES]
     if any(path is None for path in paths):
         names = " and ".join(f"{stem}.csv[.gz]" for stem in _EDGE_LATENCY_FILES)
         raise DataValidationError(
@@ -267,8 +267,9 @@ def _pod_metric_files(directory: Path) -> dict[str, list[Path]]:
     return files
 
 
-def _edge_file(directory: Path, stem: str) -> Path | None:
-    candidates = [Path(directory) / METRIC_DIR / f"{stem}{suffix}" for suffix in _LOG_SUFFIXES]
+def _metric_dir_file(directory: Path, stem: str) -> Path | None:
+    """``metric/<stem>.csv`` or ``.csv.gz`` in ``directory``, if there is one."""
+    candidates = [Path(directory) / METRIC_DIR / f"{stem}{suffix}" for suffix in _CSV_SUFFIXES]
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -276,7 +277,7 @@ def _log_files(directory: Path) -> list[Path]:
     folder = Path(directory) / LOG_DIR
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.name.endswith(_LOG_SUFFIXES))
+    return sorted(p for p in folder.iterdir() if p.name.endswith(_CSV_SUFFIXES))
 
 
 def _single(paths: list[Path], directory: Path, pattern: str) -> Path:
@@ -305,9 +306,6 @@ def _read_metrics(path: Path, metrics: Mapping[str, str]) -> pd.DataFrame:
     frame[list(metrics)] = raw[list(metrics.values())].to_numpy()
     frame[SEVERITY] = np.nan
     return frame
-
-
-_CALLEE_SIDE = " (callee side)"
 
 
 def _read_edge_table(path: Path) -> pd.DataFrame:
