@@ -45,7 +45,7 @@ def test_variant_parsing_and_names() -> None:
 
 
 def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFrame) -> None:
-    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("event"))
+    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("event"), pd.Timedelta("1s"))
     assert list(tensor.timestamps) == list(frame["timestamp"])
     assert tensor.features == ("cpu", "severity_level", "event_count")
     cpu = tensor.values[:, :, 0]
@@ -55,19 +55,34 @@ def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFram
     # severity is an event attribute: not carried forward, 0 where the service did not log
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 2.0])
     np.testing.assert_array_equal(tensor.observed[:, 0], [True, False, True, False])
-    # square root of the observations in the last count_horizon (4 min: all of them here)
-    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [1.0, 1.0, 2.0, 2.0])
-    np.testing.assert_allclose(tensor.values[:, 1, 2] ** 2, [0.0, 1.0, 1.0, 2.0])
+    # square root of the observations in the last count_horizon (1 s here), unknown (NaN) until a
+    # whole horizon of data lies behind the step
+    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [np.nan, 0.0, 1.0, 0.0])
+    np.testing.assert_allclose(tensor.values[:, 1, 2] ** 2, [np.nan, 1.0, 1.0, 1.0])
 
 
 def test_grid_densify_fills_every_step(frame: pd.DataFrame) -> None:
-    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("grid:1s"))
+    tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("grid:1s"), pd.Timedelta("2s"))
     assert len(tensor.timestamps) == 5  # 12:00:00 .. 12:00:04
     assert (tensor.timestamps[1:] - tensor.timestamps[:-1] == pd.Timedelta("1s")).all()
     np.testing.assert_array_equal(tensor.values[:, 0, 0], [1.0, 1.0, 2.0, 2.0, 2.0])
     np.testing.assert_array_equal(tensor.values[1:, 1, 0], [10.0, 10.0, 10.0, 20.0])
     np.testing.assert_array_equal(tensor.values[:, 1, 1], [0.0, 0.0, 0.0, 0.0, 2.0])
-    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [1.0, 1.0, 2.0, 2.0, 2.0])
+    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, [np.nan, np.nan, 1.0, 1.0, 0.0])
+
+
+def test_event_count_is_unknown_until_a_whole_horizon_lies_behind() -> None:
+    """A partial count at the start of a scored lookback would look like every service falling
+    silent at once; those steps are NaN, which the scaler maps to the training median."""
+    t = pd.Timestamp("2024-05-01", tz="UTC")
+    steps = pd.date_range(t, periods=10, freq="1min")
+    frame = pd.DataFrame({"timestamp": steps, "service": "a", "cpu": 1.0, "severity_level": 0.0})
+    tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:1min"))
+    counts = tensor.values[:, 0, 2] ** 2
+    assert np.isnan(counts[:4]).all()  # 4-minute horizon
+    np.testing.assert_allclose(counts[4:], 4.0)
+    scaled = RobustScaler().fit(tensor.values).transform(tensor.values)
+    np.testing.assert_array_equal(scaled[:4, 0, 2], 0.0)
 
 
 @pytest.mark.parametrize("variant", ["event", "grid:1s"])
@@ -84,15 +99,20 @@ def test_grid_bucket_takes_last_value_and_max_severity() -> None:
     t = pd.Timestamp("2024-05-01", tz="UTC")
     frame = pd.DataFrame(
         {
-            "timestamp": [t, t + pd.Timedelta("10s"), t + pd.Timedelta("20s")],
-            "service": ["a"] * 3,
-            "cpu": [1.0, 5.0, 3.0],
-            "severity_level": [1.0, 2.0, 0.0],
+            "timestamp": [
+                t - pd.Timedelta("1min"),
+                t,
+                t + pd.Timedelta("10s"),
+                t + pd.Timedelta("20s"),
+            ],
+            "service": ["a"] * 4,
+            "cpu": [0.0, 1.0, 5.0, 3.0],
+            "severity_level": [0.0, 1.0, 2.0, 0.0],
         }
     )
-    tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:30s"))
-    assert tensor.values.shape == (1, 1, 3)
-    np.testing.assert_allclose(tensor.values[0, 0], [3.0, 2.0, np.sqrt(3.0)])
+    tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:30s"), pd.Timedelta("30s"))
+    assert tensor.values.shape == (3, 1, 3)
+    np.testing.assert_allclose(tensor.values[2, 0], [3.0, 2.0, np.sqrt(3.0)])
 
 
 def test_event_count_reveals_a_silent_service() -> None:

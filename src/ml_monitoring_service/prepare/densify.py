@@ -13,7 +13,8 @@ Missing-value policy (the same for training and inference, so the model sees one
   step (or per few events) would bury that in noise. The feature is the square root of that
   count, the variance-stabilising transform for Poisson counts: silence stays far from normal,
   while ordinary traffic bursts (real services log in trace bursts) are not scored as outages;
-* steps before a service's first observation stay ``NaN`` here; the normaliser maps them to the
+* steps before a service's first observation stay ``NaN`` here, and so does ``event_count`` for
+  the first ``count_horizon`` of the data, whose horizon reaches back before it; the normaliser maps them to the
   training median (0 after scaling), so they neither inflate nor hide anomalies.
 
 Everything is vectorised through pandas group-by/unstack; there is no Python loop over rows.
@@ -109,7 +110,7 @@ def densify(
         [
             _as_steps_features_services(gauges, services),
             _as_steps_features_services(severity, services),
-            np.sqrt(counts.fillna(0.0).rolling(count_horizon).sum().to_numpy())[:, None, :],
+            _recent_counts(counts, count_horizon)[:, None, :],
         ],
         axis=1,
     )
@@ -120,6 +121,20 @@ def densify(
         services=tuple(services),
         features=features,
     )
+
+
+def _recent_counts(counts: pd.DataFrame, horizon: pd.Timedelta) -> np.ndarray:
+    """``[T, S]`` square root of each service's observations in the last ``horizon``.
+
+    Steps less than ``horizon`` after the first step are ``NaN`` (scaled to the training median):
+    their horizon reaches back before the data, so a partial count there would look like every
+    service falling silent at the start of each scored lookback (on Nezha it outranked the
+    injected service for the first fault of each day).
+    """
+    recent = np.sqrt(counts.fillna(0.0).rolling(horizon).sum().to_numpy())
+    warm_up = np.asarray(counts.index < counts.index[0] + horizon)
+    recent[warm_up] = np.nan
+    return recent
 
 
 def _as_steps_features_services(wide: pd.DataFrame, services: Sequence[str]) -> np.ndarray:
