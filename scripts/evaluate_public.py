@@ -141,7 +141,11 @@ from ml_monitoring_service.detectors import (  # noqa: E402
 from ml_monitoring_service.errors import DataValidationError  # noqa: E402
 from ml_monitoring_service.metrics_vus import point_metrics  # noqa: E402
 from ml_monitoring_service.pipeline.training import chronological_split  # noqa: E402
-from ml_monitoring_service.prepare.densify import ServiceTensor, densify  # noqa: E402
+from ml_monitoring_service.prepare.densify import (  # noqa: E402
+    DEFAULT_COUNT_HORIZON,
+    ServiceTensor,
+    densify,
+)
 from ml_monitoring_service.prepare.variants import Variant  # noqa: E402
 from ml_monitoring_service.public_data import (  # noqa: E402
     MODES,
@@ -666,9 +670,12 @@ def _nezha_tensor(
     metrics: dict[str, str],
     time_range: tuple[pd.Timestamp, pd.Timestamp],
 ) -> ServiceTensor:
-    """What the daemon does with a ``pod_recording`` file source and a time range."""
-    frame = read_pod_recording(directory, services, metrics, *time_range, logs=False)
-    return densify(frame, services, list(metrics), NEZHA_VARIANT)
+    """What the daemon does with a ``pod_recording`` file source and a time range, read from a
+    count horizon earlier so the range's first steps have whole event counts."""
+    start, end = time_range
+    context_start = start - DEFAULT_COUNT_HORIZON
+    frame = read_pod_recording(directory, services, metrics, context_start, end, logs=False)
+    return densify(frame, services, list(metrics), NEZHA_VARIANT, scored_from=start)
 
 
 def _nezha_logs(

@@ -12,7 +12,9 @@ injections: a window is anomalous when it overlaps one.
 Without ``--dataset`` the data is the embedded demo (clean: ``incident_every=None``), generated per
 seed: a training day and a scored stretch right after it. With ``--dataset PATH`` (any file the file
 source reads) the first 60 % of the recording's time trains (its last 20 % validates) and the rest
-is the scored stretch; metrics are the numeric columns other than ``severity_level``.
+is the scored stretch; metrics are the numeric columns other than ``severity_level``. The last
+count horizon of the training data is densified with the scored stretch as context, so its first
+windows have whole ``event_count`` values (the stretch is only minutes long on small recordings).
 
 Reported per variant and detector, mean ± standard deviation over seeds: ROC AUC and PR AUC;
 precision, recall and F1 at the operational threshold (the validation percentile each detector
@@ -60,7 +62,7 @@ from ml_monitoring_service.evaluation import (
 )
 from ml_monitoring_service.injection import INJECTION_KINDS, Injection, inject
 from ml_monitoring_service.pipeline.training import chronological_split
-from ml_monitoring_service.prepare.densify import ServiceTensor, densify
+from ml_monitoring_service.prepare.densify import DEFAULT_COUNT_HORIZON, ServiceTensor, densify
 from ml_monitoring_service.prepare.variants import Variant
 
 DETECTORS = ("transformer", "pca", "robust_zscore", "isolation_forest", "random")
@@ -250,7 +252,15 @@ def run_variant(
     try:
         history = densify(train_frame, services, metrics, variant)
         train, val = chronological_split(history, VALIDATION_FRACTION, args.window_size)
-        scored = densify(scored_frame, services, metrics, variant)
+        scored_from = scored_frame[TIMESTAMP].iloc[0]
+        context = train_frame[train_frame[TIMESTAMP] >= scored_from - DEFAULT_COUNT_HORIZON]
+        scored = densify(
+            pd.concat([context, scored_frame], ignore_index=True),
+            services,
+            metrics,
+            variant,
+            scored_from=scored_from,
+        )
         if scored.n_steps < args.window_size:
             raise InsufficientDataError(
                 f"scored stretch has {scored.n_steps} steps, fewer than one window "

@@ -179,3 +179,17 @@ def test_cyclic_time_features_wrap_midnight() -> None:
     features = cyclic_time_features(stamps)
     assert features.shape == (2, 4)
     assert np.abs(features[0, :2] - features[1, :2]).max() < 1e-3
+
+
+def test_context_before_scored_from_completes_the_first_counts() -> None:
+    """An evaluation scoring a fixed range fetches a horizon before it: the range's first steps
+    then carry whole counts, and the context makes no steps of its own."""
+    t = pd.Timestamp("2024-05-01", tz="UTC")
+    steps = pd.date_range(t, periods=10, freq="1min")
+    frame = pd.DataFrame({"timestamp": steps, "service": "a", "cpu": 1.0, "severity_level": 0.0})
+    tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:1min"), scored_from=steps[4])
+    assert list(tensor.timestamps) == list(steps[4:])
+    np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, 4.0)
+    with pytest.raises(DataValidationError, match="no data at or after"):
+        after = steps[-1] + pd.Timedelta("1min")
+        densify(frame, ["a"], ["cpu"], Variant.parse("grid:1min"), scored_from=after)

@@ -14,8 +14,9 @@ Missing-value policy (the same for training and inference, so the model sees one
   count, the variance-stabilising transform for Poisson counts: silence stays far from normal,
   while ordinary traffic bursts (real services log in trace bursts) are not scored as outages;
 * steps before a service's first observation stay ``NaN`` here, and so does ``event_count`` for
-  the first ``count_horizon`` of the data, whose horizon reaches back before it; the normaliser maps them to the
-  training median (0 after scaling), so they neither inflate nor hide anomalies.
+  the first ``count_horizon`` of the data, whose horizon reaches back before it; the normaliser
+  maps them to the training median (0 after scaling), so they neither inflate nor hide anomalies.
+  Where earlier data exists, pass it as context (``scored_from``) and the counts are whole.
 
 Everything is vectorised through pandas group-by/unstack; there is no Python loop over rows.
 """
@@ -87,8 +88,15 @@ def densify(
     metrics: Sequence[str],
     variant: Variant,
     count_horizon: pd.Timedelta = DEFAULT_COUNT_HORIZON,
+    scored_from: pd.Timestamp | None = None,
 ) -> ServiceTensor:
-    """Turn a validated combined dataset into a :class:`ServiceTensor` using ``variant``."""
+    """Turn a validated combined dataset into a :class:`ServiceTensor` using ``variant``.
+
+    Rows before ``scored_from`` are context only: they complete the first steps' counts and
+    forward-filled gauges but make no steps of their own. An evaluation that scores a fixed range
+    passes a count horizon of data before it, so the range's first windows are judged on whole
+    counts instead of unknown ones.
+    """
     if frame.empty:
         raise DataValidationError("cannot densify an empty dataset")
     rows = frame[frame[SERVICE].isin(services)]
@@ -114,13 +122,24 @@ def densify(
         ],
         axis=1,
     )
-    return ServiceTensor(
+    tensor = ServiceTensor(
         values=np.ascontiguousarray(values.transpose(0, 2, 1)),
         observed=counts.notna().to_numpy(),
         timestamps=pd.DatetimeIndex(timeline),
         services=tuple(services),
         features=features,
     )
+    return tensor if scored_from is None else _from(tensor, scored_from)
+
+
+def _from(tensor: ServiceTensor, scored_from: pd.Timestamp) -> ServiceTensor:
+    """The steps at or after ``scored_from``; an error when the context is all there is."""
+    first = int(tensor.timestamps.searchsorted(scored_from))
+    if first == tensor.n_steps:
+        raise DataValidationError(
+            f"no data at or after {scored_from} (the rows end at {tensor.timestamps[-1]})"
+        )
+    return tensor.slice(first, tensor.n_steps)
 
 
 def _recent_counts(counts: pd.DataFrame, horizon: pd.Timedelta) -> np.ndarray:
