@@ -42,6 +42,7 @@ from ml_monitoring_service.pipeline.periods import anomalous_periods  # noqa: E4
 from ml_monitoring_service.pipeline.training import (  # noqa: E402
     build_detector,
     chronological_split,
+    count_horizon,
 )
 from ml_monitoring_service.prepare.densify import densify  # noqa: E402
 from ml_monitoring_service.prepare.variants import Variant  # noqa: E402
@@ -81,12 +82,14 @@ def judge_period(
 ) -> dict[str, dict[str, Any]]:
     """Every detector's quality on the period ending at ``end``."""
     metrics = list(config.metrics)
-    history = densify(training_data(config, end).frame, config.services, metrics, variant)
+    training = training_data(config, end).frame
+    horizon = count_horizon(config, training)
+    history = densify(training, config.services, metrics, variant, horizon)
     train, val = chronological_split(
         history, config.model.validation_fraction, config.preprocessing.window_size
     )
     scored = inference_data(config, end)
-    tensor = densify(scored.frame, config.services, metrics, variant)
+    tensor = densify(scored.frame, config.services, metrics, variant, horizon)
     spans = [LabelledSpan(i.service, i.start, i.end) for i in scored.incidents]
     found = {}
     for name in names:

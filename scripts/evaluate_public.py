@@ -142,9 +142,10 @@ from ml_monitoring_service.errors import DataValidationError  # noqa: E402
 from ml_monitoring_service.metrics_vus import point_metrics  # noqa: E402
 from ml_monitoring_service.pipeline.training import chronological_split  # noqa: E402
 from ml_monitoring_service.prepare.densify import (  # noqa: E402
-    DEFAULT_COUNT_HORIZON,
+    MAX_COUNT_HORIZON,
     ServiceTensor,
     densify,
+    fit_count_horizon,
 )
 from ml_monitoring_service.prepare.variants import Variant  # noqa: E402
 from ml_monitoring_service.public_data import (  # noqa: E402
@@ -643,7 +644,9 @@ def load_nezha_day(directory: Path, window_size: int) -> NezhaDay:
         max(first, injections[0] - window_size * NEZHA_STEP),
         min(stop, injections[-1] + fault_evaluation.RECOVERY),
     )
-    history = _nezha_tensor(directory, services, metrics, training)
+    training_frame = _nezha_frame(directory, services, metrics, training)
+    horizon = fit_count_horizon(training_frame, services)
+    history = _nezha_tensor(training_frame, services, metrics, training[0], horizon)
     train, val = chronological_split(history, VALIDATION_FRACTION, window_size)
     return NezhaDay(
         services=services,
@@ -654,7 +657,13 @@ def load_nezha_day(directory: Path, window_size: int) -> NezhaDay:
         scored_range=scored,
         train=train,
         val=val,
-        scored=_nezha_tensor(directory, services, metrics, scored),
+        scored=_nezha_tensor(
+            _nezha_frame(directory, services, metrics, scored),
+            services,
+            metrics,
+            scored[0],
+            horizon,
+        ),
         logs=_nezha_logs(directory, services, scored),
     )
 
@@ -664,18 +673,29 @@ def nezha_metrics(directory: Path) -> dict[str, str]:
     return {**NEZHA_METRICS, **(NEZHA_EDGE_METRICS if has_edge_latencies(directory) else {})}
 
 
-def _nezha_tensor(
+def _nezha_frame(
     directory: Path,
     services: Sequence[str],
     metrics: dict[str, str],
     time_range: tuple[pd.Timestamp, pd.Timestamp],
-) -> ServiceTensor:
-    """What the daemon does with a ``pod_recording`` file source and a time range, read from a
-    count horizon earlier so the range's first steps have whole event counts."""
+) -> pd.DataFrame:
+    """What the daemon reads from a ``pod_recording`` file source for ``time_range``, plus the
+    longest count horizon before it as context, so the range's first steps have whole counts."""
     start, end = time_range
-    context_start = start - DEFAULT_COUNT_HORIZON
-    frame = read_pod_recording(directory, services, metrics, context_start, end, logs=False)
-    return densify(frame, services, list(metrics), NEZHA_VARIANT, scored_from=start)
+    return read_pod_recording(
+        directory, services, metrics, start - MAX_COUNT_HORIZON, end, logs=False
+    )
+
+
+def _nezha_tensor(
+    frame: pd.DataFrame,
+    services: Sequence[str],
+    metrics: dict[str, str],
+    start: pd.Timestamp,
+    horizon: pd.Timedelta,
+) -> ServiceTensor:
+    """``frame`` densified from ``start`` on, its earlier rows as context."""
+    return densify(frame, services, list(metrics), NEZHA_VARIANT, horizon, scored_from=start)
 
 
 def _nezha_logs(

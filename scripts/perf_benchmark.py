@@ -284,7 +284,7 @@ def prep_child(spec: dict[str, Any]) -> dict[str, Any]:
     from ml_monitoring_service.config import PreprocessingConfig
     from ml_monitoring_service.data.readers import read_combined
     from ml_monitoring_service.errors import InsufficientDataError
-    from ml_monitoring_service.prepare.densify import densify
+    from ml_monitoring_service.prepare.densify import densify, fit_count_horizon
     from ml_monitoring_service.prepare.normalise import RobustScaler
     from ml_monitoring_service.prepare.time_features import cyclic_time_features
     from ml_monitoring_service.prepare.variants import Variant
@@ -300,7 +300,7 @@ def prep_child(spec: dict[str, Any]) -> dict[str, Any]:
     services = sorted(frame["service"].unique())
     variant = Variant.parse(spec["variant"])
     tensor, result["stages"]["densify"] = timed(
-        lambda: densify(frame, services, metrics, variant, prep.count_horizon)
+        lambda: densify(frame, services, metrics, variant, fit_count_horizon(frame, services))
     )
     scaled, result["stages"]["normalise"] = timed(
         lambda: RobustScaler().fit(tensor.values).transform(tensor.values)

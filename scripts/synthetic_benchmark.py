@@ -62,7 +62,7 @@ from ml_monitoring_service.evaluation import (
 )
 from ml_monitoring_service.injection import INJECTION_KINDS, Injection, inject
 from ml_monitoring_service.pipeline.training import chronological_split
-from ml_monitoring_service.prepare.densify import DEFAULT_COUNT_HORIZON, ServiceTensor, densify
+from ml_monitoring_service.prepare.densify import ServiceTensor, densify, fit_count_horizon
 from ml_monitoring_service.prepare.variants import Variant
 
 DETECTORS = ("transformer", "pca", "robust_zscore", "isolation_forest", "random")
@@ -250,15 +250,17 @@ def run_variant(
     """Fit and score every detector on one variant; ``status`` says whether it was scorable."""
     record: dict[str, Any] = {"variant": variant.label, "seed": seed, "detectors": {}}
     try:
-        history = densify(train_frame, services, metrics, variant)
+        horizon = fit_count_horizon(train_frame, services)
+        history = densify(train_frame, services, metrics, variant, horizon)
         train, val = chronological_split(history, VALIDATION_FRACTION, args.window_size)
         scored_from = scored_frame[TIMESTAMP].iloc[0]
-        context = train_frame[train_frame[TIMESTAMP] >= scored_from - DEFAULT_COUNT_HORIZON]
+        context = train_frame[train_frame[TIMESTAMP] >= scored_from - horizon]
         scored = densify(
             pd.concat([context, scored_frame], ignore_index=True),
             services,
             metrics,
             variant,
+            horizon,
             scored_from=scored_from,
         )
         if scored.n_steps < args.window_size:
@@ -271,6 +273,7 @@ def run_variant(
         record.update(status="too few windows", reason=str(exc))
         return record
     record.update(
+        count_horizon_seconds=horizon.total_seconds(),
         train_steps=train.n_steps,
         validation_steps=val.n_steps,
         scored_steps=scored.n_steps,

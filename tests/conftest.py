@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,9 +64,7 @@ def with_spike(
     """Copy of ``tensor`` with ``size`` added at one step of one channel."""
     values = tensor.values.copy()
     values[step : step + 3, service, feature] += size
-    return ServiceTensor(
-        values, tensor.observed, tensor.timestamps, tensor.services, tensor.features
-    )
+    return dataclasses.replace(tensor, values=values)
 
 
 @pytest.fixture(scope="session")

@@ -51,6 +51,19 @@ def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
     shop = load_config(write(tmp_path, MINIMAL)).service_set("shop")
     assert shop.preprocessing.window_size == 32
     assert shop.detection.threshold_percentile == 99.0
+    assert shop.preprocessing.count_horizon is None  # fitted to the training data
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", None), ("90s", pd.Timedelta("90s"))])
+def test_count_horizon_is_auto_or_a_duration(
+    tmp_path: Path, value: str, expected: pd.Timedelta | None
+) -> None:
+    text = MINIMAL.replace(
+        "    source: demo", f"    source: demo\n    preprocessing: {{count_horizon: {value}}}"
+    )
+    assert load_config(write(tmp_path, text)).service_set("shop").preprocessing.count_horizon == (
+        expected
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,6 +79,10 @@ def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
         (
             ("    source: demo", "    source: demo\n    preprocessing: {variants: [hourly]}"),
             "unknown variant",
+        ),
+        (
+            ("    source: demo", "    source: demo\n    preprocessing: {count_horizon: soon}"),
+            "not a duration",
         ),
         (("[a, b]", "[a, a]"), "duplicate services"),
         (("    source: demo", "    source: file"), "needs a 'file' section"),

@@ -12,7 +12,11 @@ import pytest
 from ml_monitoring_service.config import load_config
 from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.evaluation import LabelledSpan, detection_quality
-from ml_monitoring_service.pipeline.training import build_detector, chronological_split
+from ml_monitoring_service.pipeline.training import (
+    build_detector,
+    chronological_split,
+    count_horizon,
+)
 from ml_monitoring_service.prepare.densify import densify
 from ml_monitoring_service.prepare.variants import Variant
 
@@ -28,12 +32,14 @@ def test_demo_incidents_are_detected_and_attributed() -> None:
     now = pd.Timestamp("2024-06-05T18:00:00Z")
     variant = Variant.parse("grid:30s")
     metrics = list(config.metrics)
-    history = densify(training_data(config, now).frame, config.services, metrics, variant)
+    training = training_data(config, now).frame
+    horizon = count_horizon(config, training)
+    history = densify(training, config.services, metrics, variant, horizon)
     train, val = chronological_split(history, config.model.validation_fraction, 32)
     detector = build_detector(config, show_progress=False).fit(train, val)
     scored = inference_data(config, now)
     assert len(scored.incidents) >= 6
-    result = detector.score(densify(scored.frame, config.services, metrics, variant))
+    result = detector.score(densify(scored.frame, config.services, metrics, variant, horizon))
     spans = [LabelledSpan(i.service, i.start, i.end) for i in scored.incidents]
     quality = detection_quality(result, spans, config.edges, scored.frame)
     assert quality.roc_auc >= 0.9

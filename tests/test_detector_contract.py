@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -187,6 +189,26 @@ def test_transformer_scores_do_not_depend_on_the_scoring_chunk(
     one_by_one = detector.score(test)
     np.testing.assert_allclose(one_by_one.metric_scores, whole.metric_scores, rtol=1e-5)
     np.testing.assert_array_equal(one_by_one.is_anomalous, whole.is_anomalous)
+
+
+def test_a_model_scores_only_data_counted_over_its_count_horizon(
+    train_val_test, tmp_path: Path
+) -> None:
+    """``event_count`` over another span has another scale: the model keeps its horizon, and
+    data counted otherwise is refused rather than scored as one long anomaly."""
+    train, val, test = (
+        dataclasses.replace(t, count_horizon=pd.Timedelta("90s")) for t in train_val_test
+    )
+    detector = RobustZScoreDetector(window_size=16).fit(train, val)
+    detector.save(tmp_path / "model")
+    loaded = WindowDetector.load(tmp_path / "model")
+    assert loaded.count_horizon_ == pd.Timedelta("90s")
+    assert loaded.score(test).window_scores.shape == detector.score(test).window_scores.shape
+    recounted = dataclasses.replace(test, count_horizon=pd.Timedelta("4min"))
+    with pytest.raises(ModelMismatchError, match="counts events over 0 days 00:01:30"):
+        loaded.score(recounted)
+    with pytest.raises(DataValidationError, match="counts events over"):
+        RobustZScoreDetector(window_size=16).fit(train, recounted)
 
 
 def test_model_of_an_older_format_is_refused_with_a_clear_error(

@@ -35,7 +35,7 @@ from ml_monitoring_service.outputs.incidents import (
 )
 from ml_monitoring_service.pipeline.inference import InferenceOutcome, score_variant
 from ml_monitoring_service.pipeline.model_store import model_root, promote, save_version
-from ml_monitoring_service.pipeline.training import chronological_split
+from ml_monitoring_service.pipeline.training import chronological_split, count_horizon
 from ml_monitoring_service.prepare.densify import ServiceTensor, densify
 from ml_monitoring_service.prepare.variants import Variant
 from ml_monitoring_service.tracking import RunTracker
@@ -84,7 +84,8 @@ DEVIATION_KEYS = {"metric", "score", "baseline_median", "period_value", "directi
 
 def fitted(config: ServiceSetConfig, variant: Variant) -> RobustZScoreDetector:
     frame = training_data(config, NOW).frame
-    tensor = densify(frame, config.services, list(config.metrics), variant)
+    horizon = count_horizon(config, frame)
+    tensor = densify(frame, config.services, list(config.metrics), variant, horizon)
     train, val = chronological_split(tensor, 0.2, config.preprocessing.window_size)
     return RobustZScoreDetector(window_size=16, train_stride=4).fit(train, val)
 
@@ -103,7 +104,9 @@ def run(
     for variant in VARIANTS:
         detector = fitted(config, variant)
         outcome = score_variant(config, frame, variant, detector, "v1", output)
-        tensor = densify(frame, config.services, list(config.metrics), variant)
+        horizon = detector.count_horizon_
+        assert horizon is not None
+        tensor = densify(frame, config.services, list(config.metrics), variant, horizon)
         runs[variant.name] = (outcome, tensor)
     return config, output, runs
 

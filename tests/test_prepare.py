@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from ml_monitoring_service.errors import ConfigError, DataValidationError, InsufficientDataError
-from ml_monitoring_service.prepare.densify import densify
+from ml_monitoring_service.prepare.densify import (
+    MAX_COUNT_HORIZON,
+    MIN_COUNT_HORIZON,
+    densify,
+    fit_count_horizon,
+)
 from ml_monitoring_service.prepare.normalise import RobustScaler
 from ml_monitoring_service.prepare.time_features import cyclic_time_features
 from ml_monitoring_service.prepare.variants import Variant
@@ -193,3 +198,27 @@ def test_context_before_scored_from_completes_the_first_counts() -> None:
     with pytest.raises(DataValidationError, match="no data at or after"):
         after = steps[-1] + pd.Timedelta("1min")
         densify(frame, ["a"], ["cpu"], Variant.parse("grid:1min"), scored_from=after)
+
+
+def test_count_horizon_is_fitted_to_hold_a_couple_of_dozen_events() -> None:
+    """Dense streams are counted over seconds (a half-minute outage moves the count), sparse ones
+    over at most four minutes (silence must show within minutes)."""
+    t = pd.Timestamp("2024-05-01", tz="UTC")
+
+    def stream(per_minute: float, services: list[str]) -> pd.DataFrame:
+        steps = pd.date_range(
+            t, t + pd.Timedelta("30min"), freq=pd.Timedelta(minutes=1 / per_minute)
+        )
+        return pd.concat(
+            pd.DataFrame({"timestamp": steps, "service": s, "cpu": 1.0, "severity_level": 0.0})
+            for s in services
+        )
+
+    # 24 events at 60 a minute: 24 s; the quiet third service does not decide (median)
+    dense = pd.concat([stream(60, ["a", "b"]), stream(1, ["c"])]).sort_values("timestamp")
+    assert fit_count_horizon(dense, ["a", "b", "c"]) == pd.Timedelta("24s")
+    assert fit_count_horizon(stream(1, ["a"]), ["a"]) == MAX_COUNT_HORIZON
+    assert fit_count_horizon(stream(3600, ["a"]), ["a"]) == MIN_COUNT_HORIZON
+    tensor = densify(dense, ["a", "b", "c"], ["cpu"], Variant.parse("grid:1s"), pd.Timedelta("24s"))
+    assert tensor.count_horizon == pd.Timedelta("24s")
+    np.testing.assert_allclose(tensor.values[60:, 0, 2] ** 2, 24.0)

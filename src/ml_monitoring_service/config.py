@@ -68,8 +68,14 @@ class PreprocessingConfig(_Strict):
     window_size: int = Field(32, ge=4, le=4096)
     train_stride: int = Field(4, ge=1)
     score_stride: int = Field(1, ge=1)
-    count_horizon: Duration = pd.Timedelta("4min")
+    # ``auto`` (None): fitted to the training data's event rate (``prepare.densify``).
+    count_horizon: Duration | None = None
     variants: tuple[str, ...] = ("event", "grid:30s")
+
+    @field_validator("count_horizon", mode="before")
+    @classmethod
+    def _auto_horizon(cls, value: Any) -> Any:
+        return None if value == "auto" else value
 
     @field_validator("variants")
     @classmethod

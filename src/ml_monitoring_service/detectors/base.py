@@ -39,7 +39,9 @@ from ml_monitoring_service.prepare.windows import Windows, make_windows
 
 # 2: ``channel_scale`` is ``[K, S, F]`` (one scale per error component), and the transformer scores
 # two components; a format-1 model would be scored differently, so it must be retrained.
-MODEL_FORMAT_VERSION = 2
+# 3: the model keeps the span its ``event_count`` was counted over (fitted to the training data's
+# event rate); a format-2 model does not know it.
+MODEL_FORMAT_VERSION = 3
 _REGISTRY: dict[str, type[WindowDetector]] = {}
 
 
@@ -111,6 +113,7 @@ class WindowDetector(ABC):
         _check_same_layout(train, val, "validation data")
         self.services_ = train.services
         self.features_ = train.features
+        self.count_horizon_ = train.count_horizon
         self.scaler_ = RobustScaler().fit(train.values)
         train_windows = self._windows(train, self.train_stride)
         val_windows = self._windows(val, self.score_stride)
@@ -132,8 +135,7 @@ class WindowDetector(ABC):
 
     def score(self, data: ServiceTensor) -> ScoreResult:
         """Score every window of ``data`` (stride ``score_stride``, last window always included)."""
-        self._check_fitted()
-        self.check_compatible(data.services, data.features)
+        self._check_counted_alike(data)
         windows = self._windows(data, self.score_stride)
         errors = self._checked_errors(windows)
         window_scores, service_scores, metric_scores = self._aggregate(errors, windows)
@@ -159,8 +161,7 @@ class WindowDetector(ABC):
         models of the same set trained on adjacent periods are close, so the comparison holds up
         to the tolerance the caller applies.
         """
-        self._check_fitted()
-        self.check_compatible(data.services, data.features)
+        self._check_counted_alike(data)
         return float(self._checked_errors(self._windows(data, self.score_stride))[0].mean())
 
     def check_compatible(self, services: tuple[str, ...], features: tuple[str, ...]) -> None:
@@ -171,6 +172,16 @@ class WindowDetector(ABC):
                 f"model was trained for services {list(self.services_)} and features "
                 f"{list(self.features_)}, but the data has services {list(services)} and features "
                 f"{list(features)}; retrain the model for this service set"
+            )
+
+    def _check_counted_alike(self, data: ServiceTensor) -> None:
+        """Same services and features, and ``event_count`` counted over the same span: a count
+        over another span has another scale, and every window would look anomalous."""
+        self.check_compatible(data.services, data.features)
+        if data.count_horizon != self.count_horizon_:
+            raise ModelMismatchError(
+                f"model counts events over {self.count_horizon_}, but the data was counted over "
+                f"{data.count_horizon}; densify with the model's count_horizon_"
             )
 
     def save(self, directory: Path) -> None:
@@ -187,6 +198,7 @@ class WindowDetector(ABC):
                 "package_version": __version__,
                 "services": list(self.services_),
                 "features": list(self.features_),
+                "count_horizon": _duration_text(self.count_horizon_),
                 "threshold": self.threshold_,
                 "threshold_percentile": self.threshold_percentile,
                 "channel_scale": self.channel_scale_.tolist(),
@@ -202,8 +214,8 @@ class WindowDetector(ABC):
         if metadata.get("format_version") != MODEL_FORMAT_VERSION:
             raise ModelMismatchError(
                 f"{directory}: model format {metadata.get('format_version')} is not supported "
-                f"(expected {MODEL_FORMAT_VERSION}: scores are now calibrated per error "
-                "component); retrain the model"
+                f"(expected {MODEL_FORMAT_VERSION}: the model now keeps the span it counted "
+                "events over); retrain the model"
             )
         try:
             klass = _REGISTRY[config["kind"]]
@@ -215,6 +227,8 @@ class WindowDetector(ABC):
         detector = klass(**config["params"])
         detector.services_ = tuple(metadata["services"])
         detector.features_ = tuple(metadata["features"])
+        horizon = metadata["count_horizon"]
+        detector.count_horizon_ = None if horizon is None else pd.Timedelta(horizon)
         detector.threshold_ = float(metadata["threshold"])
         detector.channel_scale_ = np.asarray(metadata["channel_scale"], dtype=np.float64)
         detector.scaler_ = RobustScaler.from_dict(_read_json(directory / "normalisation.json"))
@@ -223,6 +237,7 @@ class WindowDetector(ABC):
             "package_version",
             "services",
             "features",
+            "count_horizon",
             "threshold",
             "channel_scale",
         )
@@ -332,11 +347,20 @@ def _channel_scale(errors: np.ndarray, window_size: int) -> np.ndarray:
     return np.maximum(scale, floor[:, None, None])
 
 
+def _duration_text(value: pd.Timedelta | None) -> str | None:
+    return None if value is None else str(value)
+
+
 def _check_same_layout(reference: ServiceTensor, other: ServiceTensor, what: str) -> None:
     if reference.services != other.services or reference.features != other.features:
         raise DataValidationError(
             f"{what} has services {list(other.services)} / features {list(other.features)}, "
             f"training data has {list(reference.services)} / {list(reference.features)}"
+        )
+    if reference.count_horizon != other.count_horizon:
+        raise DataValidationError(
+            f"{what} counts events over {other.count_horizon}, training data over "
+            f"{reference.count_horizon}"
         )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ml_monitoring_service.config import ServiceSetConfig
 from ml_monitoring_service.detectors.base import ScoreResult, WindowDetector
+from ml_monitoring_service.errors import ModelMismatchError
 from ml_monitoring_service.explain.narrative import Narrator
 from ml_monitoring_service.outputs.incidents import write_incident_reports
 from ml_monitoring_service.outputs.plots import plot_score_timeline, plot_service_graph
@@ -57,11 +58,15 @@ def score_variant(
     output_dir: Path,
     narrator: Narrator | None = None,
 ) -> InferenceOutcome:
-    """Densify ``frame`` like training did, score it, and write summary JSON, PNGs and an
-    incident report per anomalous period (with an LLM narrative when ``narrator`` is given)."""
-    tensor = densify(
-        frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
-    )
+    """Densify ``frame`` like training did (with the model's count horizon), score it, and write
+    summary JSON, PNGs and an incident report per anomalous period (with an LLM narrative when
+    ``narrator`` is given)."""
+    if detector.count_horizon_ is None:
+        raise ModelMismatchError(
+            f"[{config.name}/{variant.label}] the model was not fitted on densified service data "
+            "(it has no event-count horizon); retrain it for this service set"
+        )
+    tensor = densify(frame, config.services, list(config.metrics), variant, detector.count_horizon_)
     result = detector.score(tensor)
     periods = anomalous_periods(result, config.edges, frame)
     paths = output_paths(output_dir, config.name, variant)

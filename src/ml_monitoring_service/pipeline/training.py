@@ -13,7 +13,7 @@ from ml_monitoring_service.config import ServiceSetConfig
 from ml_monitoring_service.detectors.transformer import TransformerAutoencoderDetector
 from ml_monitoring_service.errors import InsufficientDataError
 from ml_monitoring_service.pipeline.model_store import model_root, save_new_version
-from ml_monitoring_service.prepare.densify import ServiceTensor, densify
+from ml_monitoring_service.prepare.densify import ServiceTensor, densify, fit_count_horizon
 from ml_monitoring_service.prepare.variants import Variant
 
 logger = logging.getLogger(__name__)
@@ -83,14 +83,18 @@ class Candidate:
     seconds: float
 
 
+def count_horizon(config: ServiceSetConfig, training_frame: pd.DataFrame) -> pd.Timedelta:
+    """The configured ``count_horizon``, or (``auto``) one fitted to the training data."""
+    return config.preprocessing.count_horizon or fit_count_horizon(training_frame, config.services)
+
+
 def fit_candidate(
     config: ServiceSetConfig, frame: pd.DataFrame, variant: Variant, *, show_progress: bool = True
 ) -> Candidate:
     """Densify ``frame`` and fit the detector on its earlier part, validating on the latest."""
     started = time.perf_counter()
-    tensor = densify(
-        frame, config.services, list(config.metrics), variant, config.preprocessing.count_horizon
-    )
+    horizon = count_horizon(config, frame)
+    tensor = densify(frame, config.services, list(config.metrics), variant, horizon)
     train, val = chronological_split(
         tensor, config.model.validation_fraction, config.preprocessing.window_size
     )

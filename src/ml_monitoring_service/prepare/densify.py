@@ -7,12 +7,15 @@ Missing-value policy (the same for training and inference, so the model sees one
 * ``severity_level`` is *not* forward-filled: no log event at a step means no warning or error at
   that step, so it is filled with 0;
 * ``event_count`` is the number of observations of the service in the last ``count_horizon`` of
-  time (default 4 minutes, the same span for every variant). It is what reveals a service that
-  went silent: forward-filled gauges of a dead service look perfectly calm. Counting over minutes
-  matters: one empty step is ordinary Poisson noise, four silent minutes are not, and a count per
-  step (or per few events) would bury that in noise. The feature is the square root of that
-  count, the variance-stabilising transform for Poisson counts: silence stays far from normal,
-  while ordinary traffic bursts (real services log in trace bursts) are not scored as outages;
+  time (the same span for every variant; :func:`fit_count_horizon` fits it to the training
+  data's event rate, at most 4 minutes, and the model keeps it). It is what reveals a service that
+  went silent: forward-filled gauges of a dead service look perfectly calm. The horizon must
+  hold a couple of dozen events: one empty step of a sparse service is ordinary Poisson noise,
+  and a count per step (or per few events) would bury silence in that noise; but a horizon of
+  minutes on a stream with dozens of events a minute hides a half-minute outage. The feature is
+  the square root of that count, the variance-stabilising transform for Poisson counts: silence
+  stays far from normal, while ordinary traffic bursts (real services log in trace bursts) are
+  not scored as outages;
 * steps before a service's first observation stay ``NaN`` here, and so does ``event_count`` for
   the first ``count_horizon`` of the data, whose horizon reaches back before it; the normaliser
   maps them to the training median (0 after scaling), so they neither inflate nor hide anomalies.
@@ -40,7 +43,9 @@ class ServiceTensor:
 
     ``values`` has shape ``[T, S, F]`` (float64, ``NaN`` before a service's first observation);
     ``observed[t, s]`` says whether service ``s`` actually reported at step ``t`` (rather than
-    being carried forward). ``timestamps`` are UTC and strictly increasing.
+    being carried forward). ``timestamps`` are UTC and strictly increasing. ``count_horizon`` is
+    the span ``event_count`` counted over (``None`` for tensors without that feature): a model
+    must score tensors counted the way its training tensor was.
     """
 
     values: np.ndarray
@@ -48,6 +53,7 @@ class ServiceTensor:
     timestamps: pd.DatetimeIndex
     services: tuple[str, ...]
     features: tuple[str, ...]
+    count_horizon: pd.Timedelta | None = None
 
     def __post_init__(self) -> None:
         expected = (len(self.timestamps), len(self.services), len(self.features))
@@ -70,11 +76,37 @@ class ServiceTensor:
             self.timestamps[start:stop],
             self.services,
             self.features,
+            self.count_horizon,
         )
 
 
 EVENT_COUNT = "event_count"
 DEFAULT_COUNT_HORIZON = pd.Timedelta("4min")
+# The count horizon is fitted so a typical service expects this many observations in it. The
+# square root of a Poisson count has a standard deviation of about 0.5 whatever its mean, so a
+# service that falls silent drops 2 * sqrt(24) ≈ 10 standard deviations below normal: unmistakable,
+# yet a dense stream (dozens of events a minute) is counted over seconds, not minutes, and an
+# outage of half a minute still moves the count.
+EXPECTED_EVENTS = 24
+# Silence must show within minutes, and every scored range needs this much context before it.
+MAX_COUNT_HORIZON = DEFAULT_COUNT_HORIZON
+MIN_COUNT_HORIZON = pd.Timedelta("1s")
+
+
+def fit_count_horizon(frame: pd.DataFrame, services: Sequence[str]) -> pd.Timedelta:
+    """The span in which the median service of ``frame`` (training data) logs
+    ``EXPECTED_EVENTS`` observations, in whole seconds within
+    [``MIN_COUNT_HORIZON``, ``MAX_COUNT_HORIZON``]."""
+    stamps = frame[TIMESTAMP]
+    span_s = (stamps.max() - stamps.min()).total_seconds() if len(frame) else 0.0
+    if span_s <= 0:
+        return MAX_COUNT_HORIZON
+    counts = frame[SERVICE].value_counts().reindex(list(services), fill_value=0)
+    rate_per_s = float(np.median(counts.to_numpy())) / span_s
+    if rate_per_s <= 0:
+        return MAX_COUNT_HORIZON
+    horizon = pd.Timedelta(seconds=float(np.ceil(EXPECTED_EVENTS / rate_per_s)))
+    return min(max(horizon, MIN_COUNT_HORIZON), MAX_COUNT_HORIZON)
 
 
 def feature_names(metrics: Sequence[str]) -> tuple[str, ...]:
@@ -128,6 +160,7 @@ def densify(
         timestamps=pd.DatetimeIndex(timeline),
         services=tuple(services),
         features=features,
+        count_horizon=count_horizon,
     )
     return tensor if scored_from is None else _from(tensor, scored_from)
 
