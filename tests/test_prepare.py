@@ -192,8 +192,11 @@ def test_context_before_scored_from_completes_the_first_counts() -> None:
     t = pd.Timestamp("2024-05-01", tz="UTC")
     steps = pd.date_range(t, periods=10, freq="1min")
     frame = pd.DataFrame({"timestamp": steps, "service": "a", "cpu": 1.0, "severity_level": 0.0})
-    tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:1min"), scored_from=steps[4])
-    assert list(tensor.timestamps) == list(steps[4:])
+    inside_fifth_step = steps[4] + pd.Timedelta("20s")
+    tensor = densify(
+        frame, ["a"], ["cpu"], Variant.parse("grid:1min"), scored_from=inside_fifth_step
+    )
+    assert list(tensor.timestamps) == list(steps[4:])  # the step the range starts in is kept
     np.testing.assert_allclose(tensor.values[:, 0, 2] ** 2, 4.0)
     with pytest.raises(DataValidationError, match="no data at or after"):
         after = steps[-1] + pd.Timedelta("1min")

@@ -125,7 +125,8 @@ def densify(
     """Turn a validated combined dataset into a :class:`ServiceTensor` using ``variant``.
 
     Rows before ``scored_from`` are context only: they complete the first steps' counts and
-    forward-filled gauges but make no steps of their own. An evaluation that scores a fixed range
+    forward-filled gauges but make no steps of their own (on a grid, the step ``scored_from``
+    falls in is kept). An evaluation that scores a fixed range
     passes a count horizon of data before it, so the range's first windows are judged on whole
     counts instead of unknown ones.
     """
@@ -162,11 +163,14 @@ def densify(
         features=features,
         count_horizon=count_horizon,
     )
-    return tensor if scored_from is None else _from(tensor, scored_from)
+    return tensor if scored_from is None else _from(tensor, scored_from, variant)
 
 
-def _from(tensor: ServiceTensor, scored_from: pd.Timestamp) -> ServiceTensor:
-    """The steps at or after ``scored_from``; an error when the context is all there is."""
+def _from(tensor: ServiceTensor, scored_from: pd.Timestamp, variant: Variant) -> ServiceTensor:
+    """The steps from the one holding ``scored_from`` on (on a grid, the step it falls in); an
+    error when the context is all there is."""
+    if variant.freq is not None:
+        scored_from = scored_from.floor(variant.freq)
     first = int(tensor.timestamps.searchsorted(scored_from))
     if first == tensor.n_steps:
         raise DataValidationError(
