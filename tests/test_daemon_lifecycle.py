@@ -10,12 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_monitoring_service.config import LifecycleConfig
+from ml_monitoring_service.config import LifecycleConfig, load_config
 from ml_monitoring_service.daemon.demo_stream import DemoStream
 from ml_monitoring_service.daemon.lifecycle import drop_excluded, judge
 from ml_monitoring_service.daemon.scheduler import Daemon
+from ml_monitoring_service.data.demo import generate_demo
 from ml_monitoring_service.pipeline.model_store import current_version, model_root, versions
-from ml_monitoring_service.pipeline.training import Candidate
+from ml_monitoring_service.pipeline.training import Candidate, count_horizon
 from ml_monitoring_service.tracking import RunTracker
 from test_daemon import BASE, daemon_env, sample, tiny_sets
 
@@ -52,6 +53,24 @@ def test_validation_error_is_compared_with_tolerance(error: float, promote: bool
     verdict = judge(candidate(error), fake_model(1.0), POLICY)
     assert verdict.promote is promote
     assert verdict.reason == ("better_or_equal" if promote else "worse_validation")
+
+
+def test_a_retrained_candidate_keeps_the_current_count_horizon() -> None:
+    """Under ``auto`` the horizon is fitted once: refitting it on new training data (an outage
+    halves the event rate) would change the layout and let the candidate skip the gate."""
+    config = load_config().service_set("demo")
+    frame = generate_demo(BASE - pd.Timedelta("2h"), BASE, seed=1, incident_every=None).frame
+    fitted = count_horizon(config, frame)
+    assert pd.Timedelta("1s") <= fitted <= pd.Timedelta("4min")
+    assert count_horizon(config, frame, current=pd.Timedelta("150s")) == pd.Timedelta("150s")
+    fixed = config.model_copy(
+        update={
+            "preprocessing": config.preprocessing.model_copy(
+                update={"count_horizon": pd.Timedelta("1min")}
+            )
+        }
+    )
+    assert count_horizon(fixed, frame, current=pd.Timedelta("150s")) == pd.Timedelta("1min")
 
 
 def test_declared_windows_are_dropped_from_training_rows() -> None:

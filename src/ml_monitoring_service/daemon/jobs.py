@@ -120,8 +120,14 @@ class SetRunner:
             self._train_variant(frame, variant)
 
     def _train_variant(self, frame: pd.DataFrame, variant: Variant) -> None:
-        candidate = fit_candidate(self.config, frame, variant, show_progress=False)
         current = self.models.get(variant.name)
+        candidate = fit_candidate(
+            self.config,
+            frame,
+            variant,
+            show_progress=False,
+            current_horizon=current.detector.count_horizon_ if current else None,
+        )
         verdict = judge(candidate, current.detector if current else None, self.config.lifecycle)
         root = self.root(variant)
         policy = self.config.lifecycle

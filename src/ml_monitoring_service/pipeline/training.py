@@ -83,17 +83,37 @@ class Candidate:
     seconds: float
 
 
-def count_horizon(config: ServiceSetConfig, training_frame: pd.DataFrame) -> pd.Timedelta:
-    """The configured ``count_horizon``, or (``auto``) one fitted to the training data."""
-    return config.preprocessing.count_horizon or fit_count_horizon(training_frame, config.services)
+def count_horizon(
+    config: ServiceSetConfig,
+    training_frame: pd.DataFrame,
+    current: pd.Timedelta | None = None,
+) -> pd.Timedelta:
+    """The configured ``count_horizon``; under ``auto``, the ``current`` model's horizon when there
+    is one, else one fitted to the training data.
+
+    A retrained candidate keeps the current model's horizon so the promotion gate can score the
+    new training data with the current model: a horizon refitted on data with an outage in it
+    would otherwise change the layout, and a layout change skips the gate.
+    """
+    return (
+        config.preprocessing.count_horizon
+        or current
+        or fit_count_horizon(training_frame, config.services)
+    )
 
 
 def fit_candidate(
-    config: ServiceSetConfig, frame: pd.DataFrame, variant: Variant, *, show_progress: bool = True
+    config: ServiceSetConfig,
+    frame: pd.DataFrame,
+    variant: Variant,
+    *,
+    show_progress: bool = True,
+    current_horizon: pd.Timedelta | None = None,
 ) -> Candidate:
-    """Densify ``frame`` and fit the detector on its earlier part, validating on the latest."""
+    """Densify ``frame`` and fit the detector on its earlier part, validating on the latest;
+    ``current_horizon`` is the count horizon of the model the candidate would replace."""
     started = time.perf_counter()
-    horizon = count_horizon(config, frame)
+    horizon = count_horizon(config, frame, current_horizon)
     tensor = densify(frame, config.services, list(config.metrics), variant, horizon)
     train, val = chronological_split(
         tensor, config.model.validation_fraction, config.preprocessing.window_size
