@@ -228,10 +228,29 @@ def test_transformer_scores_an_onset_at_the_window_end_undiluted(train_val_test)
     """A spike at a window's end outscores the same spike at its start."""
     detector = _fit_once("transformer_autoencoder", train_val_test)
     _, _, test = train_val_test
-    assert detector.channel_scale_.shape == (2, 3, 3)  # one calibration per error component
+    assert detector.channel_scale_.shape == (3, 3, 3)  # one calibration per error component
     spiked = with_spike(test, 150, 1, 0, 8.0)
     result = detector.score(spiked)
     end_step = {end: i for i, end in enumerate(result.ends)}
     recent = result.window_scores[end_step[spiked.timestamps[152]]]  # spike in the last 2 steps
     early = result.window_scores[end_step[spiked.timestamps[165]]]  # spike in the first 3 steps
     assert recent > early
+
+
+def test_transformer_adds_the_deviation_from_the_training_level(train_val_test) -> None:
+    """Its third component is the robust z-score's error on the same windows, and a level shift
+    of a whole service (which keeps the relations between its metrics) raises it."""
+    detector = _fit_once("transformer_autoencoder", train_val_test)
+    zscore = _fit_once("robust_zscore", train_val_test)
+    _, _, test = train_val_test
+    windows = detector._windows(test, stride=1)
+    components = detector._channel_errors(windows)
+    np.testing.assert_allclose(components[2], zscore._channel_errors(windows))
+    spread = np.nanstd(test.values[:100, 2, :], axis=0)
+    varying = spread > 0
+    shifted = test.values.copy()
+    shifted[100:, 2, :] += 6.0 * spread
+    shifted_windows = detector._windows(dataclasses.replace(test, values=shifted), stride=1)
+    after = detector._channel_errors(shifted_windows)
+    assert varying.sum() >= 2
+    assert after[2][-1, 2, varying].min() > 10 * components[2][-1, 2, varying].max()

@@ -41,7 +41,9 @@ from ml_monitoring_service.prepare.windows import Windows, make_windows
 # two components; a format-1 model would be scored differently, so it must be retrained.
 # 3: the model keeps the span its ``event_count`` was counted over (fitted to the training data's
 # event rate); a format-2 model does not know it.
-MODEL_FORMAT_VERSION = 3
+# 4: the transformer scores a third component (the squared deviation from the training level), so
+# its ``channel_scale`` has three rows; a format-3 model has two.
+MODEL_FORMAT_VERSION = 4
 _REGISTRY: dict[str, type[WindowDetector]] = {}
 
 
@@ -214,8 +216,8 @@ class WindowDetector(ABC):
         if metadata.get("format_version") != MODEL_FORMAT_VERSION:
             raise ModelMismatchError(
                 f"{directory}: model format {metadata.get('format_version')} is not supported "
-                f"(expected {MODEL_FORMAT_VERSION}: the model now keeps the span it counted "
-                "events over); retrain the model"
+                f"(expected {MODEL_FORMAT_VERSION}: models saved by an older release are "
+                "scored differently); retrain the model"
             )
         try:
             klass = _REGISTRY[config["kind"]]

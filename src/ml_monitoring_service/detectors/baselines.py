@@ -51,7 +51,7 @@ class RobustZScoreDetector(WindowDetector):
         """Nothing to learn: the shared scaler already holds medians and scales."""
 
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        return np.mean(windows.values.astype(np.float64) ** 2, axis=1)
+        return windows.mean_squared_deviation()
 
 
 class PCADetector(WindowDetector):
@@ -122,7 +122,7 @@ class IsolationForestDetector(WindowDetector):
         self.forest_.fit(_summaries(train))
 
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        return np.mean(windows.values.astype(np.float64) ** 2, axis=1)
+        return windows.mean_squared_deviation()
 
     def _window_scores(self, metric_scores: np.ndarray, windows: Windows) -> np.ndarray:
         return -self.forest_.score_samples(_summaries(windows))

@@ -26,6 +26,15 @@ class Windows:
     def __len__(self) -> int:
         return int(self.values.shape[0])
 
+    def mean_squared_deviation(self) -> np.ndarray:
+        """``[N, S, F]`` mean squared scaled value over each window's steps.
+
+        Values are scaled by training medians and robust scales, so this is the squared robust
+        z-score of each channel: how far a metric sits from its normal level, whatever its
+        relation to the other metrics.
+        """
+        return np.mean(self.values.astype(np.float64) ** 2, axis=1)
+
 
 def window_starts(n_steps: int, window_size: int, stride: int) -> np.ndarray:
     """Start indices; the last window always ends at the last step so the newest data is scored."""
