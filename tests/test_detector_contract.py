@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import with_spike
+from conftest import seasonal_tensor, with_spike
 from ml_monitoring_service.detectors import (
     IsolationForestDetector,
     PCADetector,
@@ -244,13 +244,37 @@ def test_transformer_adds_the_deviation_from_the_training_level(train_val_test) 
     zscore = _fit_once("robust_zscore", train_val_test)
     _, _, test = train_val_test
     windows = detector._windows(test, stride=1)
-    components = detector._channel_errors(windows)
+    components = detector._scored_components(windows)
+    assert len(components) == 3
     np.testing.assert_allclose(components[2], zscore._channel_errors(windows))
     spread = np.nanstd(test.values[:100, 2, :], axis=0)
     varying = spread > 0
     shifted = test.values.copy()
     shifted[100:, 2, :] += 6.0 * spread
     shifted_windows = detector._windows(dataclasses.replace(test, values=shifted), stride=1)
-    after = detector._channel_errors(shifted_windows)
+    after = detector._scored_components(shifted_windows)
     assert varying.sum() >= 2
     assert after[2][-1, 2, varying].min() > 10 * components[2][-1, 2, varying].max()
+
+
+def test_deviation_is_calibrated_on_training_and_validation_windows() -> None:
+    """A level the service spends a third of its training time at (night and day, say) but that
+    the validation stretch happens not to contain is not calibrated as if it were rare."""
+    tensor = seasonal_tensor(1300, seed=5)
+    values = tensor.values.copy()
+    rng = np.random.default_rng(0)
+    values[:, 1, 2] = rng.normal(0.0, 0.1, len(values))
+    values[:1000:3, 1, 2] += 4.0  # every third training step sits at the other level
+    tensor = dataclasses.replace(tensor, values=values)
+    train, val = tensor.slice(0, 1000), tensor.slice(1000, 1300)
+    detector = fast_transformer().fit(train, val)
+    deviations = np.concatenate(
+        [
+            detector._windows(train, detector.train_stride).mean_squared_deviation(),
+            detector._windows(val, detector.score_stride).mean_squared_deviation(),
+        ]
+    )
+    val_only = detector._windows(val, detector.score_stride).mean_squared_deviation()
+    scale = detector.channel_scale_[2, 1, 2]
+    assert scale == pytest.approx(deviations[:, 1, 2].mean())
+    assert scale > 3 * val_only[:, 1, 2].mean()

@@ -10,6 +10,8 @@ window/service/metric scores and the persisted threshold. Subclasses implement o
   or ``[K, N, S, F]`` for ``K`` error *components* (e.g. reconstruction error over the whole
   window and over its last steps) that are calibrated on validation data one by one and then
   averaged with the class's ``component_weights``;
+* a class may also set ``deviation_weight``: the base class then adds each channel's squared
+  deviation from the training level (its robust z-score) as one more component;
 * ``_save_state(dir)`` / ``_load_state(dir)`` persist what ``_fit_windows`` learned.
 
 Fitted attributes end in ``_`` (scikit-learn convention); the constructor only stores parameters.
@@ -41,8 +43,8 @@ from ml_monitoring_service.prepare.windows import Windows, make_windows
 # two components; a format-1 model would be scored differently, so it must be retrained.
 # 3: the model keeps the span its ``event_count`` was counted over (fitted to the training data's
 # event rate); a format-2 model does not know it.
-# 4: the transformer scores a third component (the squared deviation from the training level), so
-# its ``channel_scale`` has three rows; a format-3 model has two.
+# 4: the transformer scores a third component (the squared deviation from the training level,
+# ``deviation_weight``), so its ``channel_scale`` has three rows; a format-3 model has two.
 MODEL_FORMAT_VERSION = 4
 _REGISTRY: dict[str, type[WindowDetector]] = {}
 
@@ -78,6 +80,11 @@ class WindowDetector(ABC):
     kind: ClassVar[str]
     # Weight of each error component in the calibrated metric score (one entry per component).
     component_weights: ClassVar[tuple[float, ...]] = (1.0,)
+    # Weight of the squared deviation from the training level, appended as a last component when
+    # > 0 (:meth:`_scored_components`). It learns nothing beyond the scaler, so unlike a model's
+    # own errors it can be calibrated on the training windows as well as the validation ones,
+    # which together span more of a daily cycle than the validation stretch alone.
+    deviation_weight: ClassVar[float] = 0.0
 
     def __init__(
         self,
@@ -120,8 +127,11 @@ class WindowDetector(ABC):
         train_windows = self._windows(train, self.train_stride)
         val_windows = self._windows(val, self.score_stride)
         self._fit_windows(train_windows, val_windows)
-        val_errors = self._checked_errors(val_windows)
+        val_errors = self._scored_components(val_windows)
         self.channel_scale_ = _channel_scale(val_errors, self.window_size)
+        if self.deviation_weight:
+            deviations = np.concatenate([train_windows.mean_squared_deviation(), val_errors[-1]])
+            self.channel_scale_[-1] = _channel_scale(deviations[None], self.window_size)[0]
         val_window_scores = self._aggregate(val_errors, val_windows)[0]
         self.threshold_ = percentile_threshold(val_window_scores, self.threshold_percentile)
         self.metadata_ = {
@@ -139,7 +149,7 @@ class WindowDetector(ABC):
         """Score every window of ``data`` (stride ``score_stride``, last window always included)."""
         self._check_counted_alike(data)
         windows = self._windows(data, self.score_stride)
-        errors = self._checked_errors(windows)
+        errors = self._scored_components(windows)
         window_scores, service_scores, metric_scores = self._aggregate(errors, windows)
         return ScoreResult(
             window_scores=window_scores,
@@ -291,16 +301,26 @@ class WindowDetector(ABC):
             )
         return errors
 
+    def _scored_components(self, windows: Windows) -> np.ndarray:
+        """The detector's checked error components, plus the deviation if it is weighted."""
+        errors = self._checked_errors(windows)
+        if not self.deviation_weight:
+            return errors
+        return np.concatenate([errors, windows.mean_squared_deviation()[None]])
+
     def _aggregate(
         self, errors: np.ndarray, windows: Windows
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Calibrated metric scores → service scores (max over features) → window scores.
 
-        Each error component is divided by its own per-channel validation scale before the
-        components are averaged (``component_weights``), so a component with large raw values
-        cannot drown the others.
+        Each error component is divided by its own per-channel scale before the components are
+        averaged (``component_weights``, then ``deviation_weight`` if set), so a component with
+        large raw values cannot drown the others.
         """
-        weights = np.asarray(self.component_weights) / sum(self.component_weights)
+        weights = self.component_weights + (
+            (self.deviation_weight,) if self.deviation_weight else ()
+        )
+        weights = np.asarray(weights) / sum(weights)
         metric_scores = np.tensordot(weights, errors / self.channel_scale_[:, None], axes=1)
         return self._window_scores(metric_scores, windows), metric_scores.max(axis=2), metric_scores
 

@@ -38,25 +38,27 @@ class TransformerAutoencoderDetector(WindowDetector):
     epoch does not grow with the lookback (long event-approach histories have ~10⁵ windows).
     ``epoch_losses_`` keeps ``(train, val)`` per epoch for tracking.
 
-    Each channel is scored by three error components, calibrated one by one on validation data
-    and averaged with weights 3 : 1 : 2 (:meth:`_channel_errors`):
+    Each channel is scored by three error components, calibrated one by one and averaged with
+    weights 3 : 1 : 2:
 
     * the reconstruction error over the whole window;
     * the same over the window's most recent eighth, so an onset in the last few steps (where the
       window ends, and where its score is placed in time) is not diluted by the normal steps
       before it. The whole window keeps the larger weight because an anomaly that has just left
       the recent eighth still belongs to the window;
-    * the channel's mean squared scaled deviation (its robust z-score). An autoencoder that has
-      learned how metrics move together reconstructs a shift that keeps those relations (every
-      metric of a service rising together) too well; the deviation from the training level
-      still sees it. The reconstruction errors keep two thirds of the weight, so broken
-      relations between metrics that stay within their normal ranges still decide most scores.
+    * the channel's squared deviation from the training level (``deviation_weight``, added by
+      the base class). An autoencoder that has learned how metrics move together reconstructs a
+      shift that keeps those relations (every metric of a service rising together) too well;
+      the deviation still sees it. The reconstruction errors keep two thirds of the weight, so
+      broken relations between metrics that stay within their normal ranges still decide most
+      scores.
 
-    docs/BENCHMARKS.md §2–§4 measure each component against the detectors it borrows from.
+    docs/BENCHMARKS.md §2–§4 measure the mix against the detectors it borrows from.
     """
 
     kind = "transformer_autoencoder"
-    component_weights = (3.0, 1.0, 2.0)
+    component_weights = (3.0, 1.0)
+    deviation_weight = 2.0
 
     def __init__(
         self,
@@ -189,21 +191,14 @@ class TransformerAutoencoderDetector(WindowDetector):
         return np.concatenate(chunks, axis=0)
 
     def _channel_errors(self, windows: Windows) -> np.ndarray:
-        """``[3, N, S, F]``: reconstruction error over the whole window and over its recent
-        eighth, and the window's squared deviation from the training level.
+        """``[2, N, S, F]``: reconstruction error over the whole window and its recent eighth.
 
         The base class calibrates each component per channel on validation data before
-        averaging them with ``component_weights``.
+        averaging them with ``component_weights`` (and the deviation component).
         """
         errors = self._reconstruction_errors(windows)
         recent = max(1, round(_RECENT_FRACTION * errors.shape[1]))
-        return np.stack(
-            [
-                errors.mean(axis=1),
-                errors[:, -recent:].mean(axis=1),
-                windows.mean_squared_deviation(),
-            ]
-        ).astype(np.float64)
+        return np.stack([errors.mean(axis=1), errors[:, -recent:].mean(axis=1)]).astype(np.float64)
 
     # ------------------------------------------------------------------------------ persistence
 
