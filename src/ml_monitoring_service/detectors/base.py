@@ -317,10 +317,8 @@ class WindowDetector(ABC):
         averaged (``component_weights``, then ``deviation_weight`` if set), so a component with
         large raw values cannot drown the others.
         """
-        weights = self.component_weights + (
-            (self.deviation_weight,) if self.deviation_weight else ()
-        )
-        weights = np.asarray(weights) / sum(weights)
+        named = self.component_weights + ((self.deviation_weight,) if self.deviation_weight else ())
+        weights = np.asarray(named) / sum(named)
         metric_scores = np.tensordot(weights, errors / self.channel_scale_[:, None], axes=1)
         return self._window_scores(metric_scores, windows), metric_scores.max(axis=2), metric_scores
 
