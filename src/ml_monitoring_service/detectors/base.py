@@ -118,7 +118,8 @@ class WindowDetector(ABC):
         return {name: getattr(self, name) for name in dict.fromkeys(names)}
 
     def fit(self, train: ServiceTensor, val: ServiceTensor) -> Self:
-        """Learn normal behaviour from ``train``; calibrate scores and threshold on ``val``."""
+        """Learn normal behaviour from ``train``; calibrate scores and threshold on ``val``
+        (the deviation component on both, see ``deviation_weight``)."""
         _check_same_layout(train, val, "validation data")
         self.services_ = train.services
         self.features_ = train.features
