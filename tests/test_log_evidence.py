@@ -225,3 +225,29 @@ def test_exceptions_are_grouped_by_stack_and_counted_per_side() -> None:
     assert known.example == "java.net.SocketTimeoutException: Read timed out after <NUM> ms"
     assert new.fingerprint != known.fingerprint
     assert np.all([x.type == "java.net.SocketTimeoutException" for x in exceptions])
+
+
+def test_a_gap_in_log_collection_does_not_make_ordinary_warnings_a_rise() -> None:
+    """A recording that keeps logs only around incidents (Nezha keeps a few minutes per fault) has
+    a baseline with long holes: judged per wall-clock hour, its ordinary warning rate would look
+    three times lower than it is, and every chronic complainer would "rise"."""
+
+    def collected(first: str, minutes: int) -> list[tuple[str, str, float, str]]:
+        """``api`` warns every 10 s and ``web`` logs a request every 2 s, from ``first`` on."""
+        start = pd.Timestamp(first)
+        return [
+            *[(str(start + pd.Timedelta(seconds=10 * i)), "api", 1, f"retrying request {i}")
+              for i in range(6 * minutes)],
+            *[(str(start + pd.Timedelta(seconds=2 * i)), "web", 0, f"GET /cart/{i} 200")
+              for i in range(30 * minutes)],
+        ]  # fmt: skip
+
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:05")
+    # Collected 09:00-09:10 and 09:50-10:05 only.
+    gapped = [*collected("2024-05-06 09:00", 10), *collected("2024-05-06 09:50", 15)]
+    ordinary = log_evidence(lines(*gapped), start, end, ["api", "web"]).services["api"]
+    assert (ordinary.period_events, ordinary.templates, ordinary.problem_excess) == (30, [], 0.0)
+    burst = [(f"2024-05-06 10:01:{i:02d}", "api", 1, f"retrying request {i}") for i in range(30)]
+    loud = log_evidence(lines(*gapped, *burst), start, end, ["api", "web"]).services["api"]
+    (template,) = loud.templates
+    assert template.period_problems == 60 and loud.problem_excess > 25

@@ -11,7 +11,8 @@ compares the anomalous period (``start <= timestamp <= end``) with the baseline 
 A template or exception is reported when it is **new** (never seen in the baseline) or when its
 problems **rose**: the period's count is implausible under the baseline rate scaled to the
 period's length (Poisson tail probability below ``_RISE_P``, 0.1 %), so one ordinary error in a
-quiet period is not news, while a burst of them is. At most ``MAX_ITEMS`` per service are kept, the
+quiet period is not news, while a burst of them is. Lengths are the time logs were being
+collected (``_collected``), so a gap in collection does not dilute the baseline rate. At most ``MAX_ITEMS`` per service are kept, the
 largest excess of problems over the expected count first, then new ones, then the most frequent.
 Examples are masked; nothing unmasked leaves this module.
 """
@@ -33,6 +34,10 @@ from ml_monitoring_service.explain.traces import Trace, parse_trace
 MAX_ITEMS = 5
 _RISE_P = 0.001  # strict: each call tests dozens of templates, most of them ordinary
 _MIN_PERIOD = pd.Timedelta("1s")
+# In a service set that typically logs _DENSE_GAPS lines per _COLLECTION_GAP or more, a stretch
+# longer than _COLLECTION_GAP without any line is a gap in collection, not quiet (_collected).
+_COLLECTION_GAP = pd.Timedelta("1min")
+_DENSE_GAPS = 10
 
 
 @dataclass(frozen=True)
@@ -120,12 +125,34 @@ def log_evidence(
     rows = frame.loc[keep, [TIMESTAMP, SERVICE, SEVERITY, MESSAGE]]
     before = rows.loc[rows[TIMESTAMP] < start, TIMESTAMP]
     baseline_from = first if first is not None else (before.min() if len(before) else start)
-    ratio = max(end - start, _MIN_PERIOD) / max(start - baseline_from, _MIN_PERIOD)
+    stamps = np.sort(pd.DatetimeIndex(rows[TIMESTAMP]).as_unit("ns").asi8)
+    ratio = max(_collected(stamps, start, end), _MIN_PERIOD) / max(
+        _collected(stamps, baseline_from, start), _MIN_PERIOD
+    )
     found = {
         str(service): _service_evidence(group, start, ratio if len(before) else 0.0)
         for service, group in rows.groupby(SERVICE, sort=False)
     }
     return LogEvidence({name: found.get(name, ev) for name, ev in empty.items()})
+
+
+def _collected(stamps: np.ndarray, start: pd.Timestamp, end: pd.Timestamp) -> pd.Timedelta:
+    """How long logs were being collected in ``[start, end]`` (``stamps``: sorted ns of every line).
+
+    Rates must be per collected time, not wall time: where the log pipeline was down, or a
+    recording keeps logs only around incidents (Nezha keeps a few minutes per injected fault),
+    the baseline's wall time overstates how much was seen, every service's ordinary warnings
+    look like a rise, and the ranking promotes whoever always complains. Where the service set
+    logs densely (its typical gap between lines is under a tenth of ``_COLLECTION_GAP``), a
+    stretch without any line counts only up to ``_COLLECTION_GAP``. Sparser logs cannot tell a
+    collection gap from a quiet hour, so their wall time counts.
+    """
+    gaps = np.diff(stamps)
+    dense = len(gaps) > 0 and _DENSE_GAPS * float(np.median(gaps)) <= _COLLECTION_GAP.value
+    inside = stamps[(stamps >= start.value) & (stamps <= end.value)]
+    points = np.concatenate([[start.value], inside, [end.value]])
+    spans = np.diff(points)
+    return pd.Timedelta(int(np.minimum(spans, _COLLECTION_GAP.value).sum() if dense else spans.sum()))
 
 
 def _service_evidence(rows: pd.DataFrame, start: pd.Timestamp, ratio: float) -> ServiceEvidence:
