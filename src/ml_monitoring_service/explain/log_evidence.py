@@ -12,9 +12,9 @@ A template or exception is reported when it is **new** (never seen in the baseli
 problems **rose**: the period's count is implausible under the baseline rate scaled to the
 period's length (Poisson tail probability below ``_RISE_P``, 0.1 %), so one ordinary error in a
 quiet period is not news, while a burst of them is. Lengths are the time logs were being
-collected (``_collected``), so a gap in collection does not dilute the baseline rate. At most ``MAX_ITEMS`` per service are kept, the
-largest excess of problems over the expected count first, then new ones, then the most frequent.
-Examples are masked; nothing unmasked leaves this module.
+collected (``_collected``), so a gap in collection does not dilute the baseline rate. At most
+``MAX_ITEMS`` per service are kept, the largest excess of problems over the expected count first,
+then new ones, then the most frequent. Examples are masked; nothing unmasked leaves this module.
 """
 
 from __future__ import annotations
@@ -152,7 +152,9 @@ def _collected(stamps: np.ndarray, start: pd.Timestamp, end: pd.Timestamp) -> pd
     inside = stamps[(stamps >= start.value) & (stamps <= end.value)]
     points = np.concatenate([[start.value], inside, [end.value]])
     spans = np.diff(points)
-    return pd.Timedelta(int(np.minimum(spans, _COLLECTION_GAP.value).sum() if dense else spans.sum()))
+    if dense:
+        spans = np.minimum(spans, _COLLECTION_GAP.value)
+    return pd.Timedelta(int(spans.sum()))
 
 
 def _service_evidence(rows: pd.DataFrame, start: pd.Timestamp, ratio: float) -> ServiceEvidence:
