@@ -126,8 +126,9 @@ def log_evidence(
     before = rows.loc[rows[TIMESTAMP] < start, TIMESTAMP]
     baseline_from = first if first is not None else (before.min() if len(before) else start)
     stamps = np.sort(pd.DatetimeIndex(rows[TIMESTAMP]).as_unit("ns").asi8)
-    ratio = max(_collected(stamps, start, end), _MIN_PERIOD) / max(
-        _collected(stamps, baseline_from, start), _MIN_PERIOD
+    cap = _gap_cap(stamps)
+    ratio = max(_collected(stamps, start, end, cap), _MIN_PERIOD) / max(
+        _collected(stamps, baseline_from, start, cap), _MIN_PERIOD
     )
     found = {
         str(service): _service_evidence(group, start, ratio if len(before) else 0.0)
@@ -136,24 +137,31 @@ def log_evidence(
     return LogEvidence({name: found.get(name, ev) for name, ev in empty.items()})
 
 
-def _collected(stamps: np.ndarray, start: pd.Timestamp, end: pd.Timestamp) -> pd.Timedelta:
-    """How long logs were being collected in ``[start, end]`` (``stamps``: sorted ns of every line).
+def _gap_cap(stamps: np.ndarray) -> int | None:
+    """The longest stretch without any line that still counts as collected time, in ns.
 
     Rates must be per collected time, not wall time: where the log pipeline was down, or a
     recording keeps logs only around incidents (Nezha keeps a few minutes per injected fault),
     the baseline's wall time overstates how much was seen, every service's ordinary warnings
     look like a rise, and the ranking promotes whoever always complains. Where the service set
-    logs densely (its typical gap between lines is under a tenth of ``_COLLECTION_GAP``), a
-    stretch without any line counts only up to ``_COLLECTION_GAP``. Sparser logs cannot tell a
-    collection gap from a quiet hour, so their wall time counts.
+    logs densely (``stamps``, sorted ns of every line, have a typical gap under a tenth of
+    ``_COLLECTION_GAP``), a longer stretch counts only up to ``_COLLECTION_GAP``. Sparser logs
+    cannot tell a collection gap from a quiet hour, so their wall time counts (``None``).
     """
     gaps = np.diff(stamps)
     dense = len(gaps) > 0 and _DENSE_GAPS * float(np.median(gaps)) <= _COLLECTION_GAP.value
+    return _COLLECTION_GAP.value if dense else None
+
+
+def _collected(
+    stamps: np.ndarray, start: pd.Timestamp, end: pd.Timestamp, cap: int | None
+) -> pd.Timedelta:
+    """How long logs were being collected in ``[start, end]``: the gaps between consecutive
+    lines of ``stamps`` (and the bounds), each counted up to ``cap`` (see :func:`_gap_cap`)."""
     inside = stamps[(stamps >= start.value) & (stamps <= end.value)]
-    points = np.concatenate([[start.value], inside, [end.value]])
-    spans = np.diff(points)
-    if dense:
-        spans = np.minimum(spans, _COLLECTION_GAP.value)
+    spans = np.diff(np.concatenate([[start.value], inside, [end.value]]))
+    if cap is not None:
+        spans = np.minimum(spans, cap)
     return pd.Timedelta(int(spans.sum()))
 
 
