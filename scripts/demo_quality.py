@@ -94,9 +94,13 @@ def judge_period(
     found = {}
     for name in names:
         result = detector(name, config).fit(train, val).score(tensor)
-        quality = detection_quality(result, spans, config.edges, scored.frame).as_dict()
-        metrics_only = detection_quality(result, spans, config.edges).root_cause_top1
-        periods = anomalous_periods(result, config.edges, scored.frame)
+        quality = detection_quality(
+            result, spans, config.edges, scored.frame, config.client_metrics
+        ).as_dict()
+        metrics_only = detection_quality(
+            result, spans, config.edges, client_metrics=config.client_metrics
+        ).root_cause_top1
+        periods = anomalous_periods(result, config.edges, scored.frame, config.client_metrics)
         found[name] = {
             **quality,
             "root_cause_top1_without_logs": metrics_only,

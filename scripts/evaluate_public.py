@@ -209,6 +209,9 @@ NEZHA_METRICS = {
 # Derived from the per-edge latency files where a recording has them (Online Boutique does,
 # Train Ticket does not): see ``data.pod_recordings.INBOUND_NETWORK_DELAY``.
 NEZHA_EDGE_METRICS = {"network_delay_in": INBOUND_NETWORK_DELAY}
+# What a pod measures about its own outbound calls: it rises with a slow callee
+# (``rootcause.rank_root_causes``).
+NEZHA_CLIENT_METRICS = ("client_latency_p90",)
 NEZHA_STEP = pd.Timedelta(minutes=1)  # the recordings' sampling interval
 NEZHA_VARIANT = Variant("grid", NEZHA_STEP)
 NEZHA_WINDOW = 8
@@ -725,7 +728,10 @@ def evaluate_nezha_day(
         try:
             detector = build_detector(name, args).fit(day.train, day.val)
             result = detector.score(day.scored)
-            found = [fault_evaluation.judge(result, w, day.call_graph, day.logs) for w in windows]
+            found = [
+                fault_evaluation.judge(result, w, day.call_graph, day.logs, NEZHA_CLIENT_METRICS)
+                for w in windows
+            ]
         except Exception as exc:  # reported for this day and detector, the others still run
             detectors[name] = {ERROR: _error(exc)}
             print(f"[{label}] {name:<8} FAILED {detectors[name][ERROR]}", file=sys.stderr)

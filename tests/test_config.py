@@ -52,6 +52,7 @@ def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
     assert shop.preprocessing.window_size == 32
     assert shop.detection.threshold_percentile == 99.0
     assert shop.preprocessing.count_horizon is None  # fitted to the training data
+    assert shop.client_metrics == ()
 
 
 @pytest.mark.parametrize(("value", "expected"), [("auto", None), ("90s", pd.Timedelta("90s"))])
@@ -85,6 +86,10 @@ def test_count_horizon_is_auto_or_a_duration(
             "not a duration",
         ),
         (("[a, b]", "[a, a]"), "duplicate services"),
+        (
+            ("    source: demo", "    source: demo\n    client_metrics: [latency]"),
+            "client_metrics names metrics not in 'metrics': ['latency']",
+        ),
         (("    source: demo", "    source: file"), "needs a 'file' section"),
         (("    source: demo", "    source: splunk+prometheus"), "log_query' containing $service"),
         (

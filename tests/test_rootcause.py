@@ -87,6 +87,33 @@ def test_a_tie_in_onset_pushes_no_caller_down() -> None:
     assert ranking[0].explained_by is None
 
 
+def test_a_caller_slow_on_its_calls_is_explained_by_a_callee_crossing_with_it() -> None:
+    # checkout and payment cross the level in the same window; checkout's latency is the larger.
+    result = _result([[1, 1, 1], [1, 9, 3], [1, 9, 3], [1, 9, 3]])
+    as_server = rank_root_causes(result, ALL, EDGES, client_metrics=("cpu",))
+    assert [c.service for c in as_server[:2]] == ["checkout", "payment"]
+    # Declared as what checkout measures about its own calls, the latency points at payment.
+    as_client = rank_root_causes(result, ALL, EDGES, client_metrics=("latency",))
+    assert as_client[0].service == "payment"
+    # Explained, checkout ranks last: below frontend too, which was never anomalous and so is
+    # not ruled out.
+    assert [(c.service, c.explained_by) for c in as_client[1:]] == [
+        ("frontend", None),
+        ("checkout", "payment"),
+    ]
+    # The inference summary's periods rank with the same declaration.
+    (period,) = anomalous_periods(result, EDGES, client_metrics=("latency",))
+    assert period.top_service == "payment"
+
+
+def test_a_service_below_its_level_is_not_explained() -> None:
+    # Only checkout is anomalous; frontend stays under the level, so nothing pushes it down.
+    result = _result([[1.8, 1, 1], [1.8, 6, 1], [1.8, 6, 1], [1.8, 6, 1]])
+    ranking = rank_root_causes(result, ALL, EDGES)
+    assert [c.service for c in ranking] == ["checkout", "frontend", "payment"]
+    assert all(c.explained_by is None for c in ranking)
+
+
 def test_per_service_levels_and_json_form() -> None:
     # With payment's level above its scores it is normal, so checkout is no longer explained.
     levels = np.array([2.0, 2.0, 5.0])

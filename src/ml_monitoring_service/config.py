@@ -290,6 +290,9 @@ class ServiceSetConfig(_Strict):
     services: tuple[str, ...] = Field(min_length=1)
     relationships: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     metrics: dict[str, str] = Field(min_length=1)
+    # Metrics a service records about its own calls to callees (client-side latency): when one of
+    # them is a service's most anomalous metric, a callee deviating as early explains it.
+    client_metrics: tuple[str, ...] = ()
     log_query: str = ""
     demo: DemoSourceConfig = DemoSourceConfig()
     file: FileSourceConfig | None = None
@@ -320,6 +323,12 @@ class ServiceSetConfig(_Strict):
                     f"relationships name services not in 'services': {unknown} "
                     f"(services: {list(self.services)})"
                 )
+        unknown_metrics = sorted(set(self.client_metrics) - set(self.metrics))
+        if unknown_metrics:
+            raise ValueError(
+                f"client_metrics names metrics not in 'metrics': {unknown_metrics} "
+                f"(metrics: {list(self.metrics)})"
+            )
         if self.source == "file" and self.file is None:
             raise ValueError(
                 "source 'file' needs a 'file' section with training_path and inference_path"

@@ -8,7 +8,7 @@ aware of silent services when the scored data's log events are).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,11 +41,13 @@ def root_cause_ranks(
     spans: Sequence[LabelledSpan],
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
+    client_metrics: Collection[str] = (),
 ) -> list[int | None]:
     """1-based rank of each span's service in the ranking of its windows; ``None`` if unscored.
 
-    ``edges`` (caller, callee) is the call graph the ranking may use, and ``frame`` the scored
-    combined dataset whose log events reveal silent services, as in the inference summary.
+    ``edges`` (caller, callee) is the call graph the ranking may use with the set's
+    ``client_metrics``, and ``frame`` the scored combined dataset whose log events reveal silent
+    services, as in the inference summary.
     """
     ranks: list[int | None] = []
     for span in spans:
@@ -53,7 +55,10 @@ def root_cause_ranks(
         if not inside.any():
             ranks.append(None)
             continue
-        ranking = [c.service for c in rank_period(result, inside, edges, frame)]
+        ranking = [
+            c.service
+            for c in rank_period(result, inside, edges, frame, client_metrics=client_metrics)
+        ]
         ranks.append(ranking.index(span.service) + 1)
     return ranks
 
@@ -81,10 +86,12 @@ def detection_quality(
     spans: Sequence[LabelledSpan],
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
+    client_metrics: Collection[str] = (),
 ) -> DetectionQuality:
     """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 cause.
 
-    ``edges`` and ``frame`` feed the root-cause ranking (:func:`root_cause_ranks`).
+    ``edges``, ``frame`` and ``client_metrics`` feed the root-cause ranking
+    (:func:`root_cause_ranks`).
     """
     labels = window_labels(result, spans)
     if labels.all() or not labels.any():
@@ -100,7 +107,9 @@ def detection_quality(
         bool(predicted[np.asarray((result.starts <= s.end) & (result.ends >= s.start))].any())
         for s in spans
     )
-    ranks = [r for r in root_cause_ranks(result, spans, edges, frame) if r is not None]
+    ranks = [
+        r for r in root_cause_ranks(result, spans, edges, frame, client_metrics) if r is not None
+    ]
     return DetectionQuality(
         roc_auc=float(roc_auc_score(labels, result.window_scores)),
         pr_auc=float(average_precision_score(labels, result.window_scores)),

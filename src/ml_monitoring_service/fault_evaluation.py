@@ -22,7 +22,7 @@ fault window would reach back into the previous fault, and forward into the next
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,13 +116,15 @@ def judge(
     window: FaultWindow,
     edges: Sequence[tuple[str, str]] = (),
     logs: pd.DataFrame | None = None,
+    client_metrics: Collection[str] = (),
 ) -> FaultOutcome:
     """Detection, delay and the injected service's rank in the shipped root-cause ranking.
 
     ``edges`` (caller, callee) is the recording's call graph; without one the ranking is by
     summed service score. ``logs`` (the recording's log events) lets the ranking see services
     that fell silent or complain in their logs, as the inference pipeline does; it sees the
-    ``LOG_LOOKBACK`` before the fault's windows, as a daemon would.
+    ``LOG_LOOKBACK`` before the fault's windows, as a daemon would. ``client_metrics`` are the
+    recording's client-side metrics (:func:`rootcause.rank_root_causes`).
     """
     inside = _ends_inside(result.ends, window)
     if not inside.any():
@@ -134,7 +136,9 @@ def judge(
     if logs is not None:
         since = result.starts[inside][0] - LOG_LOOKBACK
         logs = logs[(logs[TIMESTAMP] >= since) & (logs[TIMESTAMP] <= result.ends[inside][-1])]
-    ranking = [c.service for c in rank_period(result, inside, edges, logs)]
+    ranking = [
+        c.service for c in rank_period(result, inside, edges, logs, client_metrics=client_metrics)
+    ]
     return FaultOutcome(bool(alerts.any()), delay, _rank(ranking, window.service))
 
 

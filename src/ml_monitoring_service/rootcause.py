@@ -7,10 +7,16 @@ calls, directly or through other callees, is anomalous in the period and deviate
 the caller did: slowness and failed calls flow up the call graph, from callee to caller, so the
 caller's larger score is usually the echo and the quieter callee the cause.
 
+A service's *client-side* metrics (``client_metrics``: what it measures about the calls it
+makes, such as client latency) are the callees' story told by the caller. A service whose most
+anomalous metric is one of them is explained by a callee that deviated in the same window or
+earlier: at one-minute resolution the callee and its callers cross their levels together, and the
+caller's own measurement already says where the time went.
+
 *Onset* is the first window of the period whose service score exceeds the service's normal
 ``level`` (default: the detector's persisted window threshold, as a service score is the largest of
 its metric scores and the window threshold is on the same scale). A service that never exceeds its
-level in the period is not anomalous and explains nothing.
+level in the period is not anomalous: it explains nothing and needs no explaining.
 
 *Silence* (``explain/silence.py``, when the period's log events are given) outranks every score:
 a service that stopped logging is down, and a down service's gauges are forward-filled and look
@@ -30,7 +36,7 @@ evidence an operator can check.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,6 +96,7 @@ def rank_root_causes(
     lead: int = 1,
     silent: Mapping[str, Silence] | None = None,
     log_problems: Mapping[str, float] | None = None,
+    client_metrics: Collection[str] = (),
 ) -> list[Candidate]:
     """Every service of ``result``, most likely root cause first.
 
@@ -98,14 +105,19 @@ def rank_root_causes(
     service's normal level (default: ``result.threshold`` for every service); a callee explains a
     caller only when its onset is at least ``lead`` windows earlier. ``silent`` are the services
     that stopped logging in the period (:func:`explain.silence.silences`); ``log_problems`` each
-    service's excess of warning/error log lines (``ServiceEvidence.problem_excess``).
+    service's excess of warning/error log lines (``ServiceEvidence.problem_excess``);
+    ``client_metrics`` the features that measure a service's calls to its callees: a service whose
+    most anomalous metric is one of them is explained with no lead.
     """
     scores = result.service_scores[windows]  # [W, S]
     totals = scores.sum(axis=0)
     level = np.full(len(result.services), result.threshold) if levels is None else levels
     onsets = _onsets(scores, level)
     quiet = [name in (silent or {}) for name in result.services]
-    explained = _explained_by(result.services, edges, onsets, lead)
+    peaks = result.metric_scores[windows].max(axis=0)  # [S, F]
+    tops = [result.features[int(np.argmax(peaks[s]))] for s in range(len(result.services))]
+    leads = [0 if top in client_metrics else lead for top in tops]
+    explained = _explained_by(result.services, edges, onsets, leads, totals)
     for s, caller in enumerate(_silent_callers(result.services, edges, quiet)):
         if quiet[s]:
             explained[s] = caller
@@ -116,11 +128,10 @@ def rank_root_causes(
     )
     confidences = _confidences(totals, [explained[s] is not None for s in order], order, quiet)
     ends = result.ends[windows]
-    peaks = result.metric_scores[windows].max(axis=0)  # [S, F]
     return [
         Candidate(
             service=result.services[s],
-            metric=result.features[int(np.argmax(peaks[s]))],
+            metric=tops[s],
             score=float(totals[s]),
             confidence=confidences[rank],
             onset=_onset_time(ends, onsets[s]),
@@ -138,13 +149,14 @@ def rank_period(
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
     evidence: LogEvidence | None = None,
+    client_metrics: Collection[str] = (),
 ) -> list[Candidate]:
     """:func:`rank_root_causes` for the span of ``windows``, with the silences and log complaints
     in it read from the log events of ``frame`` (the scored combined dataset; its events before
     the span are the baseline). ``evidence`` is the span's log evidence if already mined. Without
     ``frame`` only the scores and the graph count."""
     if frame is None:
-        return rank_root_causes(result, windows, edges)
+        return rank_root_causes(result, windows, edges, client_metrics=client_metrics)
     span = (result.starts[windows][0], result.ends[windows][-1])
     if evidence is None:
         evidence = log_evidence(frame, *span, result.services)
@@ -154,6 +166,7 @@ def rank_period(
         edges,
         silent=silences(frame, *span, result.services),
         log_problems={name: ev.problem_excess for name, ev in evidence.services.items()},
+        client_metrics=client_metrics,
     )
 
 
@@ -171,12 +184,14 @@ def _explained_by(
     services: Sequence[str],
     edges: Sequence[tuple[str, str]],
     onsets: Sequence[int | None],
-    lead: int,
+    leads: Sequence[int],
+    totals: np.ndarray,
 ) -> list[str | None]:
-    """Per service, a downstream service whose onset is ``lead`` windows earlier, or ``None``.
+    """Per anomalous service, a downstream service whose onset is at least the service's
+    ``leads`` entry of windows earlier, or ``None``.
 
     Downstream means reachable along caller → callee edges; the earliest such service is named
-    (ties: the nearest).
+    (ties: the nearest, then the largest summed score).
     """
     index = {name: i for i, name in enumerate(services)}
     callees: dict[int, list[int]] = {i: [] for i in range(len(services))}
@@ -185,13 +200,13 @@ def _explained_by(
             callees[index[caller]].append(index[callee])
     found: list[str | None] = []
     for s, onset in enumerate(onsets):
-        best: tuple[int, int, int] | None = None  # (onset, hops, service)
+        best: tuple[int, int, float, int] | None = None  # (onset, hops, -score, service)
         for hops, d in _downstream(s, callees):
             d_onset = onsets[d]
-            if d_onset is not None and (onset is None or d_onset + lead <= onset):
-                key = (d_onset, hops, d)
+            if onset is not None and d_onset is not None and d_onset + leads[s] <= onset:
+                key = (d_onset, hops, -float(totals[d]), d)
                 best = key if best is None or key < best else best
-        found.append(None if best is None else services[best[2]])
+        found.append(None if best is None else services[best[3]])
     return found
 
 

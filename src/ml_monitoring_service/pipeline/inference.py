@@ -68,7 +68,7 @@ def score_variant(
         )
     tensor = densify(frame, config.services, list(config.metrics), variant, detector.count_horizon_)
     result = detector.score(tensor)
-    periods = anomalous_periods(result, config.edges, frame)
+    periods = anomalous_periods(result, config.edges, frame, config.client_metrics)
     paths = output_paths(output_dir, config.name, variant)
     reports = write_incident_reports(
         periods,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,10 +62,13 @@ def anomalous_periods(
     result: ScoreResult,
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
+    client_metrics: Collection[str] = (),
 ) -> list[AnomalousPeriod]:
     """Runs of windows above threshold, merged across short normal gaps.
 
-    ``edges`` (caller, callee) is the service set's call graph, used to rank root causes.
+    ``edges`` (caller, callee) is the service set's call graph and ``client_metrics`` the metrics
+    services record about their calls to callees, both used to rank root causes
+    (:func:`rootcause.rank_root_causes`).
     ``frame`` is the scored combined dataset: its log events before each period are the baseline
     for the period's silences and log evidence (none without it).
 
@@ -91,7 +94,7 @@ def anomalous_periods(
             runs.append([int(first), int(stop)])
     spans = [span for first, stop in runs for span in _split_at_takeovers(result, first, stop)]
     return [
-        _period(result, first, stop, edges, frame)
+        _period(result, first, stop, edges, frame, client_metrics)
         for first, stop in spans
         if _persistent(result, first, stop)
     ]
@@ -158,13 +161,14 @@ def _period(
     stop: int,
     edges: Sequence[tuple[str, str]],
     frame: pd.DataFrame | None,
+    client_metrics: Collection[str],
 ) -> AnomalousPeriod:
     peak = first + int(np.argmax(result.window_scores[first:stop]))
     inside = np.zeros(len(result.window_scores), dtype=bool)
     inside[first:stop] = True
     start, end = result.starts[first], result.ends[stop - 1]
     logs = None if frame is None else log_evidence(frame, start, end, result.services)
-    candidates = rank_period(result, inside, edges, frame, logs)
+    candidates = rank_period(result, inside, edges, frame, logs, client_metrics)
     return AnomalousPeriod(
         start=start,
         end=end,
