@@ -1,15 +1,12 @@
 """Graph-aware root-cause ranking for one anomalous period.
 
 Services are ranked by their summed service score over the period's windows (as
-:func:`pipeline.periods.rank_services` does), then a service whose anomaly is *explained* by
-another is pushed below the unexplained ones. A caller is explained when one of the services it
+:func:`pipeline.periods.rank_services` does), then a service whose anomaly is *explained* by a
+callee is pushed below the unexplained ones. A caller is explained when one of the services it
 calls, directly or through other callees, is anomalous in the period and deviated at least
 ``lead`` windows before the caller did: slowness and failed calls flow up the call graph, from
 callee to caller, so the caller's larger score is usually the echo and the quieter callee the
-cause. Changed calls flow down as well: a service not explained so is explained by an anomalous
-caller (directly or further up, itself unexplained) that deviated ``lead`` windows before it, as a
-caller that breaks changes what its callees receive (a checkout throwing exceptions stops paying,
-and the payment service's latency moves minutes later).
+cause.
 
 A service's *client-side* metrics (``client_metrics``: what it measures about the calls it
 makes, such as client latency) are the callees' story told by the caller. A service whose most
@@ -63,7 +60,6 @@ class Candidate:
     confidence: float
     onset: pd.Timestamp | None  # end of the first window above the service's level
     explained_by: str | None  # the anomalous service that explains this one, if any
-    explained_by_caller: bool = False  # explained_by calls this service (else it is a callee)
     silence: Silence | None = None  # set when the service stopped logging in the period
     log_problems: float = 0.0  # warning/error log lines beyond its baseline rate, new traces
 
@@ -78,8 +74,6 @@ class Candidate:
             text = f"silent: {self.silence.describe}; {text}"
             if self.explained_by is not None:
                 text += f"; its caller {self.explained_by} is silent too"
-        elif self.explained_by_caller:
-            text += f"; explained by anomalous caller {self.explained_by}, which deviated first"
         elif self.explained_by is not None:
             text += f"; explained by anomalous callee {self.explained_by}"
         return text
@@ -110,8 +104,7 @@ def rank_root_causes(
     ``windows`` is the period as bool ``[N]``; ``edges`` are (caller, callee) pairs (unknown
     services are ignored; none gives the plain summed-score ranking); ``levels`` ``[S]`` is each
     service's normal level (default: ``result.threshold`` for every service); a callee explains a
-    caller, or a caller a callee, only when its onset is at least ``lead`` windows earlier.
-    ``silent`` are the services
+    caller only when its onset is at least ``lead`` windows earlier. ``silent`` are the services
     that stopped logging in the period (:func:`explain.silence.silences`); ``log_problems`` each
     service's excess of warning/error log lines (``ServiceEvidence.problem_excess``);
     ``client_metrics`` the features that measure a service's calls to its callees: a service whose
@@ -124,20 +117,11 @@ def rank_root_causes(
     quiet = [name in (silent or {}) for name in result.services]
     peaks = result.metric_scores[windows].max(axis=0)  # [S, F]
     tops = [result.features[int(np.argmax(peaks[s]))] for s in range(len(result.services))]
-    callees = _neighbours(result.services, edges, upstream=False)
-    callers = _neighbours(result.services, edges, upstream=True)
     leads = [0 if top in client_metrics else lead for top in tops]
-    by_callee = _earliest_before(onsets, callees, leads, totals, [True] * len(onsets))
-    by_caller = _earliest_before(
-        onsets, callers, [lead] * len(onsets), totals, [d is None for d in by_callee]
-    )
-    from_caller = [d is None and u is not None for d, u in zip(by_callee, by_caller, strict=True)]
-    explanations = [d if d is not None else u for d, u in zip(by_callee, by_caller, strict=True)]
-    explained = [None if e is None else result.services[e] for e in explanations]
-    for s, caller in enumerate(_silent_callers(result.services, callers, quiet)):
+    explained = _explained_by(result.services, edges, onsets, leads, totals)
+    for s, caller in enumerate(_silent_callers(result.services, edges, quiet)):
         if quiet[s]:
             explained[s] = caller
-            from_caller[s] = False
     complains = [(log_problems or {}).get(name, 0.0) > 0 for name in result.services]
     order = sorted(
         range(len(totals)),
@@ -153,7 +137,6 @@ def rank_root_causes(
             confidence=confidences[rank],
             onset=_onset_time(ends, onsets[s]),
             explained_by=explained[s],
-            explained_by_caller=from_caller[s],
             silence=None if silent is None else silent.get(result.services[s]),
             log_problems=(log_problems or {}).get(result.services[s], 0.0),
         )
@@ -198,53 +181,45 @@ def _onsets(scores: np.ndarray, level: np.ndarray) -> list[int | None]:
     return [int(np.argmax(above[:, s])) if above[:, s].any() else None for s in range(len(level))]
 
 
-def _neighbours(
-    services: Sequence[str], edges: Sequence[tuple[str, str]], upstream: bool
-) -> dict[int, list[int]]:
-    """Service index -> its callees' indices (``upstream``: its callers'); unknown names and
-    self-calls are left out."""
-    index = {name: i for i, name in enumerate(services)}
-    found: dict[int, list[int]] = {i: [] for i in range(len(services))}
-    for caller, callee in edges:
-        if caller in index and callee in index and caller != callee:
-            source, target = (callee, caller) if upstream else (caller, callee)
-            found[index[source]].append(index[target])
-    return found
-
-
-def _earliest_before(
+def _explained_by(
+    services: Sequence[str],
+    edges: Sequence[tuple[str, str]],
     onsets: Sequence[int | None],
-    reach: dict[int, list[int]],
     leads: Sequence[int],
     totals: np.ndarray,
-    eligible: Sequence[bool],
-) -> list[int | None]:
-    """Per anomalous service, the eligible service reachable along ``reach`` whose onset is at
-    least the service's ``leads`` entry of windows earlier, or ``None``.
+) -> list[str | None]:
+    """Per anomalous service, a downstream service whose onset is at least the service's
+    ``leads`` entry of windows earlier, or ``None``.
 
-    The earliest such service is named (ties: the nearest, then the largest summed score).
+    Downstream means reachable along caller → callee edges; the earliest such service is named
+    (ties: the nearest, then the largest summed score).
     """
-    found: list[int | None] = []
+    index = {name: i for i, name in enumerate(services)}
+    callees: dict[int, list[int]] = {i: [] for i in range(len(services))}
+    for caller, callee in edges:
+        if caller in index and callee in index and caller != callee:
+            callees[index[caller]].append(index[callee])
+    found: list[str | None] = []
     for s, onset in enumerate(onsets):
         best: tuple[int, int, float, int] | None = None  # (onset, hops, -score, service)
-        for hops, d in _downstream(s, reach):
+        for hops, d in _downstream(s, callees):
             d_onset = onsets[d]
-            if (
-                eligible[d]
-                and onset is not None
-                and d_onset is not None
-                and d_onset + leads[s] <= onset
-            ):
+            if onset is not None and d_onset is not None and d_onset + leads[s] <= onset:
                 key = (d_onset, hops, -float(totals[d]), d)
                 best = key if best is None or key < best else best
-        found.append(None if best is None else best[3])
+        found.append(None if best is None else services[best[3]])
     return found
 
 
 def _silent_callers(
-    services: Sequence[str], callers: dict[int, list[int]], quiet: Sequence[bool]
+    services: Sequence[str], edges: Sequence[tuple[str, str]], quiet: Sequence[bool]
 ) -> list[str | None]:
     """Per service, the nearest silent service upstream of it (a caller, or a caller's caller)."""
+    index = {name: i for i, name in enumerate(services)}
+    callers: dict[int, list[int]] = {i: [] for i in range(len(services))}
+    for caller, callee in edges:
+        if caller in index and callee in index and caller != callee:
+            callers[index[callee]].append(index[caller])
     return [
         next((services[u] for _, u in _downstream(s, callers) if quiet[u]), None)
         for s in range(len(services))
@@ -252,8 +227,7 @@ def _silent_callers(
 
 
 def _downstream(source: int, callees: dict[int, list[int]]) -> list[tuple[int, int]]:
-    """(hops, service) for every service reachable from ``source`` along ``callees``, breadth
-    first."""
+    """(hops, service) for every service reachable from ``source``, breadth first."""
     seen = {source}
     frontier = [source]
     reached: list[tuple[int, int]] = []
