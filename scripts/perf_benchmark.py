@@ -6,11 +6,12 @@ Two parts, each measurement in a fresh child process so that peak RSS (``ru_maxr
 belongs to that measurement alone:
 
 * **Model, per service count S** (``--services 3,6,50,200``): a synthetic ``ServiceTensor`` on a
-  30 s grid with ``--features`` metrics plus the two features the pipeline always adds
-  (``severity_level`` and ``event_count``, see ``prepare/densify.py``), so the network sees F + 2
-  features. The detector has the configuration defaults (``ModelConfig``, ``PreprocessingConfig``:
-  window 32, train stride 4, score stride 1) except for the schedule: ``--epochs`` epochs of at
-  most ``--windows-per-epoch`` windows, no early stopping. Training data is the daemon's default
+  30 s grid with ``--features`` metrics plus the three features the pipeline always adds
+  (``severity_level``, ``event_count`` and ``seconds_since_event``, see ``prepare/densify.py``),
+  so the network sees F + 3 features. The detector has the configuration defaults
+  (``ModelConfig``, ``PreprocessingConfig``: window 32, train stride 4, score stride 1) except
+  for the schedule: ``--epochs`` epochs of at most ``--windows-per-epoch`` windows, no early
+  stopping. Training data is the daemon's default
   training lookback (6 h at 30 s, 20 % validation). Reported: trainable parameters, training
   windows/s (time inside the training epochs only), the full ``fit`` time, and inference latency
   of one ``score`` call on the daemon's default inference lookback (2 h at 30 s = 240 steps →
@@ -155,7 +156,8 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def synthetic_tensor(n_services: int, n_metrics: int, span: pd.Timedelta, seed: int) -> Any:
-    """A ``ServiceTensor`` on a 30 s grid: daily-cycle metrics, rare severities, steady counts."""
+    """A ``ServiceTensor`` on a 30 s grid: daily-cycle metrics, rare severities, steady counts,
+    no gaps in reporting."""
     from ml_monitoring_service.prepare.densify import ServiceTensor, feature_names
 
     metrics = [f"metric_{i}" for i in range(n_metrics)]
@@ -168,7 +170,8 @@ def synthetic_tensor(n_services: int, n_metrics: int, span: pd.Timedelta, seed: 
     gauges = gauges + rng.normal(0.0, 0.1, size=(steps, n_services, n_metrics))
     severity = (rng.random((steps, n_services, 1)) < 0.01) * 1.0
     counts = np.sqrt(rng.poisson(8.0, size=(steps, n_services, 1)).astype(float))
-    values = np.concatenate([gauges, severity, counts], axis=2)
+    gaps = np.zeros((steps, n_services, 1))  # every service reports at every step
+    values = np.concatenate([gauges, severity, counts, gaps], axis=2)
     return ServiceTensor(
         values=values,
         observed=np.ones((steps, n_services), dtype=bool),

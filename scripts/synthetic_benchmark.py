@@ -21,7 +21,9 @@ precision, recall and F1 at the operational threshold (the validation percentile
 persists); the best F1 over all thresholds (an *upper bound*: it picks the threshold with the
 labels); event recall (injections with at least one alerting window); the rank of the injected
 service among services and of the injected (service, metric) channel among all channels, by peak
-score inside the injection. A variant that yields too few windows is reported as such.
+score inside the injection; in the JSON also, per injection kind, event recall and the ROC AUC of
+that kind's windows against the windows no injection touches. A variant that yields too few
+windows is reported as such.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import precision_recall_curve
+from sklearn.metrics import precision_recall_curve, roc_auc_score
 
 from ml_monitoring_service.config import ModelConfig
 from ml_monitoring_service.data.demo import DEMO_METRICS, DEMO_SERVICES, generate_demo
@@ -62,7 +64,12 @@ from ml_monitoring_service.evaluation import (
 )
 from ml_monitoring_service.injection import INJECTION_KINDS, Injection, inject
 from ml_monitoring_service.pipeline.training import chronological_split
-from ml_monitoring_service.prepare.densify import ServiceTensor, densify, fit_count_horizon
+from ml_monitoring_service.prepare.densify import (
+    SILENCE_FEATURES,
+    ServiceTensor,
+    densify,
+    fit_count_horizon,
+)
 from ml_monitoring_service.prepare.variants import Variant
 
 DETECTORS = ("transformer", "pca", "robust_zscore", "isolation_forest", "random")
@@ -180,13 +187,17 @@ def build_detector(name: str, args: argparse.Namespace, seed: int) -> WindowDete
 def channel_rank(result: ScoreResult, injection: Injection, inside: np.ndarray) -> float | None:
     """1-based rank of the injected (service, metric) channel by peak score inside the span.
 
-    Ties count half (the expected rank under random tie-breaking); ``None`` if no window overlaps
-    the span or the metric is not a feature.
+    A silence feature stands for both (``SILENCE_FEATURES``: a dropout shows in the count and in
+    the gap since the last event alike), so the better ranked of them counts. Ties count half
+    (the expected rank under random tie-breaking); ``None`` if no window overlaps the span or the
+    metric is not a feature.
     """
-    if not inside.any() or injection.metric not in result.features:
+    names = SILENCE_FEATURES if injection.metric in SILENCE_FEATURES else (injection.metric,)
+    columns = [result.features.index(name) for name in names if name in result.features]
+    if not inside.any() or not columns:
         return None
     peaks = result.metric_scores[inside].max(axis=0)
-    value = peaks[result.services.index(injection.service), result.features.index(injection.metric)]
+    value = peaks[result.services.index(injection.service), columns].max()
     return 1.0 + float(np.sum(peaks > value)) + 0.5 * float(np.sum(peaks == value) - 1)
 
 
@@ -205,8 +216,10 @@ def evaluate(result: ScoreResult, injections: Sequence[Injection]) -> dict[str, 
     service_ranks = root_cause_ranks(result, spans)
     metric_ranks = [channel_rank(result, i, m) for i, m in zip(injections, insides, strict=True)]
     by_kind: dict[str, list[bool]] = {}
-    for injection, hit in zip(injections, detected, strict=True):
+    kind_windows: dict[str, np.ndarray] = {}
+    for injection, hit, inside in zip(injections, detected, insides, strict=True):
         by_kind.setdefault(injection.kind, []).append(hit)
+        kind_windows[injection.kind] = kind_windows.get(injection.kind, inside) | inside
     return {
         "roc_auc": quality.roc_auc,
         "pr_auc": quality.pr_auc,
@@ -220,6 +233,7 @@ def evaluate(result: ScoreResult, injections: Sequence[Injection]) -> dict[str, 
         "events_detected": int(sum(detected)),
         "events": len(injections),
         "event_recall_by_kind": {k: float(np.mean(v)) for k, v in sorted(by_kind.items())},
+        "roc_auc_by_kind": _roc_auc_by_kind(result.window_scores, labels, kind_windows),
         "service_rank": _mean([r for r in service_ranks if r is not None]),
         "service_top1": _mean([float(r == 1) for r in service_ranks if r is not None]),
         "metric_rank": _mean([r for r in metric_ranks if r is not None]),
@@ -228,6 +242,20 @@ def evaluate(result: ScoreResult, injections: Sequence[Injection]) -> dict[str, 
         "metric_ranks": metric_ranks,
         "threshold": result.threshold,
     }
+
+
+def _roc_auc_by_kind(
+    scores: np.ndarray, labels: np.ndarray, kind_windows: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """Per injection kind, ROC AUC of its windows against the windows no injection touches: the
+    pooled AUC hides which kind a detector cannot see (dropouts, before ``seconds_since_event``)."""
+    clean = ~labels
+    out: dict[str, float] = {}
+    for kind, inside in sorted(kind_windows.items()):
+        chosen = inside | clean
+        if inside.any() and clean.any():
+            out[kind] = float(roc_auc_score(inside[chosen], scores[chosen]))
+    return out
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -348,13 +376,9 @@ def summarise(runs: Sequence[dict[str, Any]], args: argparse.Namespace) -> dict[
             for key, _ in TABLE_COLUMNS:
                 values = [d[key] for d in done if d.get(key) is not None]
                 stats[key] = _mean_std(values)
-            kinds = sorted({k for d in done for k in d["event_recall_by_kind"]})
-            stats["event_recall_by_kind"] = {
-                k: _mean_std(
-                    [d["event_recall_by_kind"][k] for d in done if k in d["event_recall_by_kind"]]
-                )
-                for k in kinds
-            }
+            for key in ("event_recall_by_kind", "roc_auc_by_kind"):
+                kinds = sorted({k for d in done for k in d[key]})
+                stats[key] = {k: _mean_std([d[key][k] for d in done if k in d[key]]) for k in kinds}
             for key in ("service_top1", "metric_top1"):
                 stats[key] = _mean_std([d[key] for d in done if d.get(key) is not None])
             entry["detectors"][name] = stats

@@ -243,7 +243,7 @@ def test_alert_annotation_links_the_incident_report(
 ) -> None:
     """The daemon's inference job: the alert carries its period's report path, also when resolved.
 
-    The demo stream's windows ending 11:10–11:35 are anomalous for this model, those ending at
+    The demo stream's windows ending 11:04–11:23 are anomalous for this model, those ending at
     11:45 are not.
     """
     (tmp_path / "sets.yaml").write_text(SETS)
@@ -253,7 +253,7 @@ def test_alert_annotation_links_the_incident_report(
     root = model_root(env.output_dir, "tiny", variant.name)
     promote(root, save_version(fitted(config, variant), root).name)
     runner = SetRunner(config, env, [variant], DaemonMetrics(), None, RunTracker("", False))
-    firing = [n for n in runner.infer(pd.Timestamp("2024-03-04T11:25:00Z")) if n.event == "firing"]
+    firing = [n for n in runner.infer(pd.Timestamp("2024-03-04T11:20:00Z")) if n.event == "firing"]
     assert len(firing) == 1
     report = Path(firing[0].alert.annotations["incident_report"])
     assert report.is_file() and report.parent == env.output_dir / "tiny" / "incidents"
@@ -355,6 +355,11 @@ def test_suggested_checks_follow_metric_kind_and_explanations() -> None:
     assert checks[0].startswith("Is payment up?") and "log shipping" in checks[0]
     assert checks[-1].startswith("Compare with checkout, which is explained by payment")
     assert not any("checkout's dependencies" in c for c in checks)  # an echo gets no runbook
+    # the gap since the last event rises when a service falls silent, and falls in a log storm
+    for direction, opening in (("up", "Is payment up?"), ("down", "payment logs far more")):
+        gap = {**deviation, "metric": "seconds_since_event", "direction": direction}
+        lead = [{**candidates[0], "metric_deviations": [gap]}]
+        assert suggested_checks(lead, [])[0].startswith(opening)
 
 
 def test_narrative_is_asked_once_per_new_incident_and_lands_in_the_report(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def test_smoke_run_writes_tables_and_json(
     assert set(payload["code"]) == {"commit", "src_modified"}
 
     (model,) = payload["model"]
-    assert model["services"] == 3 and model["features_model"] == 7
+    assert model["services"] == 3 and model["features_model"] == 8  # 5 metrics + 3 derived
     assert model["parameters"] > 0 and model["parameters_per_service"] > 0
     assert model["epochs"] == 1 and model["trained_windows"] == 16
     assert model["train_windows_per_s"] > 0 and model["inference_seconds_per_set"] > 0
@@ -73,8 +73,8 @@ def test_smoke_run_writes_tables_and_json(
     for run in runs.values():
         assert run["rows"] == 20000 and run["peak_rss_mb"] > 0
     event = runs["parquet", "event"]
-    assert event["tensor_shape"][1:] == [5, 7]
-    assert event["windows_shape"][1:] == [32, 5, 7]
+    assert event["tensor_shape"][1:] == [5, 8]
+    assert event["windows_shape"][1:] == [32, 5, 8]
     assert event["ingest_tensorise_seconds"] >= sum(event["stages"].values()) - 1e-9
 
     printed = capsys.readouterr().out

@@ -84,6 +84,7 @@ def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Pat
             "error_count",
             "severity_level",
             "event_count",
+            "seconds_since_event",
         }
         assert summary["anomalous_periods"], "the demo's incidents make at least one period"
         for period in summary["anomalous_periods"]:

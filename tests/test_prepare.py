@@ -52,7 +52,7 @@ def test_variant_parsing_and_names() -> None:
 def test_event_densify_keeps_observed_times_and_forward_fills(frame: pd.DataFrame) -> None:
     tensor = densify(frame, ["a", "b"], ["cpu"], Variant.parse("event"), pd.Timedelta("1s"))
     assert list(tensor.timestamps) == list(frame["timestamp"])
-    assert tensor.features == ("cpu", "severity_level", "event_count")
+    assert tensor.features == ("cpu", "severity_level", "event_count", "seconds_since_event")
     cpu = tensor.values[:, :, 0]
     assert np.isnan(cpu[0, 1])  # b not yet observed
     np.testing.assert_array_equal(cpu[1:, 0], [1.0, 2.0, 2.0])  # a carried forward
@@ -116,8 +116,8 @@ def test_grid_bucket_takes_last_value_and_max_severity() -> None:
         }
     )
     tensor = densify(frame, ["a"], ["cpu"], Variant.parse("grid:30s"), pd.Timedelta("30s"))
-    assert tensor.values.shape == (3, 1, 3)
-    np.testing.assert_allclose(tensor.values[2, 0], [3.0, 2.0, np.sqrt(3.0)])
+    assert tensor.values.shape == (3, 1, 4)
+    np.testing.assert_allclose(tensor.values[2, 0], [3.0, 2.0, np.sqrt(3.0), 0.0])
 
 
 def test_event_count_reveals_a_silent_service() -> None:
@@ -136,6 +136,35 @@ def test_event_count_reveals_a_silent_service() -> None:
     counts = tensor.values[:, 1, 2] ** 2
     assert counts[19] == pytest.approx(8) and counts[27] == 0 and counts[37] == pytest.approx(8)
     assert tensor.values[27, 1, 0] == 1.0  # the gauge is forward-filled and looks calm
+
+
+def test_the_gap_since_the_last_event_grows_through_a_short_outage_and_stops_at_the_horizon() -> (
+    None
+):
+    t = pd.Timestamp("2024-05-01", tz="UTC")
+    events = t + pd.to_timedelta([0.0, 1.0, 2.0, 3.0, 4.5, 20.0, 21.0], unit="s")
+    frame = pd.DataFrame(
+        {
+            "timestamp": list(events) + [t + pd.Timedelta("2s")],
+            "service": ["a"] * len(events) + ["late"],
+            "cpu": 1.0,
+            "severity_level": 0.0,
+        }
+    )
+    tensor = densify(frame, ["a", "late"], ["cpu"], Variant.parse("grid:1s"), pd.Timedelta("10s"))
+    gap = tensor.values[:, :, tensor.features.index("seconds_since_event")]
+    # a reports at 0..4 s (4.5 s falls in step 4), then nothing until 20 s
+    np.testing.assert_array_equal(gap[:5, 0], 0.0)
+    np.testing.assert_array_equal(gap[5:15, 0], np.arange(1.0, 11.0))
+    np.testing.assert_array_equal(gap[15:20, 0], 10.0)  # capped at the count horizon
+    np.testing.assert_array_equal(gap[20:, 0], 0.0)
+    assert np.isnan(gap[:2, 1]).all() and gap[2, 1] == 0.0 and gap[21, 1] == 10.0
+    # on the event timeline the gap is measured between the observed timestamps
+    events_only = densify(frame, ["a"], ["cpu"], Variant.parse("event"), pd.Timedelta("60s"))
+    # a reports at every one of its own steps
+    np.testing.assert_array_equal(events_only.values[:, 0, 3], np.zeros(len(events)))
+    both = densify(frame, ["a", "late"], ["cpu"], Variant.parse("event"), pd.Timedelta("60s"))
+    np.testing.assert_allclose(both.values[:, 1, 3], [np.nan, np.nan, 0.0, 1.0, 2.5, 18.0, 19.0])
 
 
 def test_densify_rejects_data_without_configured_services(frame: pd.DataFrame) -> None:

@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.injection import Injection
 from scripts_under_test import load_script
 
 
@@ -85,6 +89,13 @@ def test_small_demo_run_writes_scores_and_reports_too_few_windows(
         "noise",
     }
     assert 0 < runs[0]["anomalous_windows"] < runs[0]["scored_windows"]
+    for run in runs:  # every kind's windows judged against the untouched ones
+        by_kind = run["detectors"]["random"]["roc_auc_by_kind"]
+        assert set(by_kind) == {i["kind"] for i in run["injections"]}
+        assert all(0.0 <= v <= 1.0 for v in by_kind.values())
+    kinds = grid["detectors"]["pca"]["roc_auc_by_kind"]
+    assert set(kinds) == {"spike", "dropout", "level_shift", "noise"}
+    assert all(set(v) == {"mean", "std"} for v in kinds.values())
 
     table = capsys.readouterr().out
     assert "grid:30s" in table and "too few windows" in table and "bestF1(UB)" in table
@@ -115,3 +126,26 @@ def test_same_seed_same_numbers(benchmark: ModuleType, tmp_path: Path) -> None:
         for d in r["detectors"].values()
     ]
     assert strip(first) == strip(second)
+
+
+def test_a_dropout_is_credited_to_whichever_silence_feature_ranks_better(
+    benchmark: ModuleType,
+) -> None:
+    features = ("cpu", "severity_level", "event_count", "seconds_since_event")
+    peaks = np.array([[[1.0, 0.5, 2.0, 9.0]], [[3.0, 0.1, 0.2, 0.3]]])  # services a, b
+    result = ScoreResult(
+        window_scores=np.array([9.0]),
+        service_scores=peaks.max(axis=2).T,
+        metric_scores=peaks.transpose(1, 0, 2),
+        starts=pd.DatetimeIndex(["2024-05-01T00:00Z"]),
+        ends=pd.DatetimeIndex(["2024-05-01T00:01Z"]),
+        services=("a", "b"),
+        features=features,
+        threshold=5.0,
+    )
+    inside = np.array([True])
+    start, end = result.starts[0], result.ends[0]
+    dropout = Injection("dropout", "a", "event_count", start, end, 0.0)
+    assert benchmark.channel_rank(result, dropout, inside) == 1.0  # the gap, not the count (4th)
+    spike = Injection("spike", "a", "cpu", start, end, 6.0)
+    assert benchmark.channel_rank(result, spike, inside) == 4.0  # b's cpu, a's gap and count lead

@@ -12,7 +12,8 @@ Kinds:
 * ``level_shift``: ``+magnitude × spread`` on every row of the span;
 * ``noise``: ``N(0, magnitude × spread)`` added to every row of the span;
 * ``dropout``: every row of that service in the span is deleted (the service goes silent). Its
-  ``metric`` is ``event_count``, the densified feature that shows silence, and its magnitude 0.
+  ``metric`` is ``event_count``, one of the densified features that show silence (the benchmark
+  credits either of them, ``SILENCE_FEATURES``), and its magnitude 0.
 
 Everything is vectorised over rows; the only Python loop is over the handful of injections.
 """
@@ -27,9 +28,10 @@ import pandas as pd
 
 from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
 from ml_monitoring_service.errors import ConfigError
+from ml_monitoring_service.prepare.densify import EVENT_COUNT
 
 INJECTION_KINDS: tuple[str, ...] = ("spike", "dropout", "level_shift", "noise")
-DROPOUT_METRIC = "event_count"
+DROPOUT_METRIC = EVENT_COUNT
 
 # Magnitudes in spreads: large enough to be real, small enough not to be trivial.
 DEFAULT_MAGNITUDES: dict[str, float] = {"spike": 6.0, "level_shift": 3.0, "noise": 3.0}

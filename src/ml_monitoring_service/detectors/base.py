@@ -45,7 +45,8 @@ from ml_monitoring_service.prepare.windows import Windows, make_windows
 # event rate); a format-2 model does not know it.
 # 4: the transformer scores a third component (the squared deviation from the training level,
 # ``deviation_weight``), so its ``channel_scale`` has three rows; a format-3 model has two.
-MODEL_FORMAT_VERSION = 4
+# 5: the tensors gain ``seconds_since_event`` (prepare/densify.py); a format-4 model lacks it.
+MODEL_FORMAT_VERSION = 5
 _REGISTRY: dict[str, type[WindowDetector]] = {}
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+# Silence features read upside down: a larger gap since the last event means fewer events.
+_FEWER_EVENTS_WHEN_UP = ("since_event",)
 # metric kind -> words that mark a metric name as that kind (first match wins, in this order)
 _KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("silence", ("event_count",)),
+    ("silence", ("event_count", *_FEWER_EVENTS_WHEN_UP)),
     ("log_severity", ("severity",)),
     ("errors", ("error", "fail", "5xx", "exception")),
     ("latency", ("latency", "duration", "response_time", "p95", "p99", "rtt")),
@@ -57,6 +59,15 @@ def _check(kind: str, direction: str | None, service: str, callees: Sequence[str
     return checks.get(kind, f"Inspect {service}'s dashboards and logs around the onset.")
 
 
+def _event_rate_direction(deviation: Mapping[str, Any]) -> str | None:
+    """The deviation's direction, turned over for a metric that rises when events thin out, so
+    ``up`` on a silence metric always means more events than usual."""
+    direction = deviation["direction"]
+    if direction is None or not any(w in deviation["metric"] for w in _FEWER_EVENTS_WHEN_UP):
+        return direction
+    return "down" if direction == "up" else "up"
+
+
 def suggested_checks(
     candidates: Sequence[Mapping[str, Any]], edges: Sequence[tuple[str, str]]
 ) -> list[str]:
@@ -76,7 +87,7 @@ def suggested_checks(
         for deviation in candidate["metric_deviations"]:
             kind = metric_kind(deviation["metric"])
             if kind not in (k for k, _ in kinds) and len(kinds) < 2:
-                kinds.append((kind, deviation["direction"]))
+                kinds.append((kind, _event_rate_direction(deviation)))
         for kind, direction in kinds:
             line = _check(kind, direction, service, callees.get(service, []))
             if line not in checks:
