@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ml_monitoring_service.prepare.densify import SILENCE_FEATURES, SINCE_EVENT
+
 # Silence features read upside down: a larger gap since the last event means fewer events.
-_FEWER_EVENTS_WHEN_UP = ("since_event",)
+_FEWER_EVENTS_WHEN_UP = (SINCE_EVENT,)
 # metric kind -> words that mark a metric name as that kind (first match wins, in this order)
 _KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("silence", ("event_count", *_FEWER_EVENTS_WHEN_UP)),
+    ("silence", SILENCE_FEATURES),
     ("log_severity", ("severity",)),
     ("errors", ("error", "fail", "5xx", "exception")),
     ("latency", ("latency", "duration", "response_time", "p95", "p99", "rtt")),
