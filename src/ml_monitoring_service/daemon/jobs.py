@@ -94,7 +94,7 @@ class SetRunner:
             root = self.root(variant)
             if remove_stale_staging(root):
                 logger.warning("[%s/%s] removed unfinished staging dirs", self.name, variant.label)
-            loaded = load_latest_good(root)
+            loaded = load_latest_good(root, self.config.model.device)
             if loaded is not None:
                 self.models[variant.name] = LoadedModel(*loaded)
             self.metrics.set_model(self.name, variant.name, loaded[1] if loaded else None)

@@ -221,8 +221,13 @@ class WindowDetector(ABC):
         self._save_state(directory)
 
     @classmethod
-    def load(cls, directory: Path) -> WindowDetector:
-        """Rebuild a detector saved by :meth:`save`; the class is read from ``config.json``."""
+    def load(cls, directory: Path, device: str | None = None) -> WindowDetector:
+        """Rebuild a detector saved by :meth:`save`; the class is read from ``config.json``.
+
+        ``device`` is where this host runs the model (``auto``, ``cpu``, ``cuda``) and replaces the
+        one it was trained with, so a model trained on a GPU server serves from a CPU-only host;
+        ``None`` keeps the saved setting. Detectors without a device ignore it.
+        """
         config = _read_json(directory / "config.json")
         metadata = _read_json(directory / "metadata.json")
         if metadata.get("format_version") != MODEL_FORMAT_VERSION:
@@ -238,7 +243,10 @@ class WindowDetector(ABC):
                 f"{directory}: unknown detector kind {config.get('kind')!r}; "
                 f"known: {sorted(_REGISTRY)}"
             ) from None
-        detector = klass(**config["params"])
+        params = dict(config["params"])
+        if device is not None and "device" in params:
+            params["device"] = device
+        detector = klass(**params)
         detector.services_ = tuple(metadata["services"])
         detector.features_ = tuple(metadata["features"])
         horizon = metadata["count_horizon"]

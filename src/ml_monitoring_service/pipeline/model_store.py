@@ -108,22 +108,25 @@ def current_version(root: Path) -> Path | None:
     return version
 
 
-def load_current(root: Path) -> tuple[WindowDetector, str] | None:
-    """Load the current model and its version name, or ``None`` when there is none."""
+def load_current(root: Path, device: str | None = None) -> tuple[WindowDetector, str] | None:
+    """Load the current model and its version name, or ``None`` when there is none.
+
+    ``device`` is this host's (see :meth:`WindowDetector.load`).
+    """
     version = current_version(root)
     if version is None:
         return None
-    return WindowDetector.load(version), version.name
+    return WindowDetector.load(version, device), version.name
 
 
-def load_latest_good(root: Path) -> tuple[WindowDetector, str] | None:
+def load_latest_good(root: Path, device: str | None = None) -> tuple[WindowDetector, str] | None:
     """The current model, or when it cannot be loaded the newest version that can.
 
     A corrupt current version is logged and skipped rather than failing the daemon; ``None``
     when no version loads (the daemon then reports not-ready and retrains).
     """
     try:
-        loaded = load_current(root)
+        loaded = load_current(root, device)
     except (ModelMismatchError, OSError, RuntimeError, ValueError) as exc:
         logger.error("current model in %s cannot be loaded: %s", root, exc)
     else:
@@ -131,7 +134,7 @@ def load_latest_good(root: Path) -> tuple[WindowDetector, str] | None:
             return loaded
     for version in reversed(versions(root)):
         try:
-            detector = WindowDetector.load(version)
+            detector = WindowDetector.load(version, device)
         except (ModelMismatchError, OSError, RuntimeError, ValueError) as exc:
             logger.error("model version %s cannot be loaded: %s", version, exc)
             continue
