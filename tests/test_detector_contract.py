@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.metrics import roc_auc_score
 
 from conftest import seasonal_tensor, with_spike
@@ -189,6 +190,29 @@ def test_transformer_scores_do_not_depend_on_the_scoring_chunk(
     one_by_one = detector.score(test)
     np.testing.assert_allclose(one_by_one.metric_scores, whole.metric_scores, rtol=1e-5)
     np.testing.assert_array_equal(one_by_one.is_anomalous, whole.is_anomalous)
+
+
+def test_transformer_training_does_not_depend_on_the_micro_batch(
+    train_val_test, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large sets train in micro-batches under an attention-memory budget; without dropout (the
+    only randomness drawn per pass) the summed micro-batch gradients give the same weights."""
+    from ml_monitoring_service.detectors import transformer
+
+    train, val, test = train_val_test
+    params = dict(window_size=16, max_epochs=2, d_model=16, n_heads=2, dropout=0.0)
+    params |= dict(show_progress=False, seed=5, device="cpu")
+    whole = TransformerAutoencoderDetector(**params).fit(train, val)
+    monkeypatch.setattr(transformer, "_TRAINING_ATTENTION_BUDGET", 1)  # one window per pass
+    one_by_one = TransformerAutoencoderDetector(**params).fit(train, val)
+    # Float32 sums in another order move a few near-zero weights by ~1e-4 (Adam rescales tiny
+    # gradients); a step per micro-batch instead of per batch moves them by ~0.2.
+    for a, b in zip(whole.network_.parameters(), one_by_one.network_.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(whole.epoch_losses_, one_by_one.epoch_losses_, rtol=1e-5)
+    np.testing.assert_allclose(
+        one_by_one.score(test).window_scores, whole.score(test).window_scores, rtol=1e-5
+    )
 
 
 def test_a_model_scores_only_data_counted_over_its_count_horizon(

@@ -24,6 +24,14 @@ _STATE_FILE = "state_dict.pt"
 # at 200; chunks shrink with S instead. Windows are scored independently, so results do not depend
 # on the chunk size.
 _SCORING_ATTENTION_BUDGET = 2**26
+# Attention weights allowed in one training forward pass on the CPU (2**24). Back-propagation keeps
+# every weight with its dropout mask and softmax gradient, about 36 bytes each (measured at S = 200:
+# a batch of 64 windows peaked at 13.8 GiB), so a batch is cut into micro-batches under this budget
+# (~600 MiB) whose gradients add up to the batch's; smaller passes also ran faster on the CPU. Up to
+# 32 services (window 32, 4 heads, batch 64) a batch is one pass. On a GPU, where many small
+# passes cost launch overhead instead, the budget is a quarter of the free GPU memory.
+_TRAINING_ATTENTION_BUDGET = 2**24
+_TRAINING_BYTES_PER_ATTENTION_WEIGHT = 36
 # Share of a window (its last steps) that the "recent" error component looks at: a window's score
 # is assigned to its end step, and averaging over all W steps dilutes an onset in the last few.
 _RECENT_FRACTION = 0.125
@@ -154,23 +162,51 @@ class TransformerAutoencoderDetector(WindowDetector):
         optimiser: torch.optim.Optimizer,
         generator: torch.Generator,
     ) -> float:
+        """One pass over a random draw of windows; the mean training loss per window.
+
+        Each batch's loss is the mean squared error over the whole batch, accumulated over
+        micro-batches (see ``_TRAINING_ATTENTION_BUDGET``) before one optimiser step.
+        """
         self.network_.train()
         order = torch.randperm(len(values), generator=generator)[: self.windows_per_epoch]
+        _, window, services, _ = values.shape
+        micro = self._windows_per_pass(
+            window, services, self._training_attention_budget(), cap=self.batch_size
+        )
         total, count = 0.0, 0
         for batch in order.split(self.batch_size):
             clean = values[batch].to(self.device_)
             noisy = clean + self.input_noise * torch.randn(clean.shape, generator=generator).to(
                 self.device_
             )
-            reconstruction = self.network_(noisy, context[batch].to(self.device_))
-            loss = torch.mean((reconstruction - clean) ** 2)
+            batch_context = context[batch].to(self.device_)
             optimiser.zero_grad()
-            loss.backward()
+            batch_loss = 0.0
+            for part in torch.arange(len(batch)).split(micro):
+                reconstruction = self.network_(noisy[part], batch_context[part])
+                loss = torch.sum((reconstruction - clean[part]) ** 2) / clean.numel()
+                loss.backward()
+                batch_loss += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(self.network_.parameters(), 1.0)
             optimiser.step()
-            total += float(loss.detach()) * len(batch)
+            total += batch_loss * len(batch)
             count += len(batch)
         return total / max(count, 1)
+
+    def _training_attention_budget(self) -> int:
+        """Attention weights one training pass may hold (see ``_TRAINING_ATTENTION_BUDGET``)."""
+        if self.device_.type != "cuda":
+            return _TRAINING_ATTENTION_BUDGET
+        free_bytes, _ = torch.cuda.mem_get_info(self.device_)
+        gpu_budget = free_bytes // 4 // _TRAINING_BYTES_PER_ATTENTION_WEIGHT
+        return max(_TRAINING_ATTENTION_BUDGET, gpu_budget)
+
+    def _windows_per_pass(self, window: int, services: int, budget: int, cap: int) -> int:
+        """Windows per forward pass (at most ``cap``) that keep the attention weights under
+        ``budget``. Per window: service attention (W · S²) and temporal attention (S · W²), for
+        every head."""
+        per_window = self.n_heads * (window * services**2 + services * window**2)
+        return max(1, min(cap, budget // per_window))
 
     # ---------------------------------------------------------------------------------- scoring
 
@@ -180,9 +216,9 @@ class TransformerAutoencoderDetector(WindowDetector):
         self.network_.eval()
         values, context = _as_tensors(windows)
         _, window, services, _ = values.shape
-        # per window: service attention (W · S²) and temporal attention (S · W²), for every head
-        per_window = self.n_heads * (window * services**2 + services * window**2)
-        chunk = max(1, min(4 * self.batch_size, _SCORING_ATTENTION_BUDGET // per_window))
+        chunk = self._windows_per_pass(
+            window, services, _SCORING_ATTENTION_BUDGET, cap=4 * self.batch_size
+        )
         chunks = []
         for start in range(0, len(values), chunk):
             x = values[start : start + chunk].to(self.device_)
