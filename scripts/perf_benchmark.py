@@ -77,6 +77,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=1,
         help="PyTorch CPU threads (1: on a shared 2-core machine more threads ran ~9x slower)",
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the model trains and scores (ModelConfig.device; default cpu)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.service_list = [int(s) for s in args.services.split(",") if s.strip()]
@@ -195,7 +201,7 @@ def build_detector(spec: dict[str, Any]) -> Any:
             max_epochs=spec["epochs"],
             windows_per_epoch=spec["windows_per_epoch"],
             patience=spec["epochs"],
-            device="cpu",
+            device=spec.get("device", "cpu"),
         ),
     )
     return pipeline_detector(config, show_progress=False)
@@ -227,6 +233,7 @@ def model_child(spec: dict[str, Any]) -> dict[str, Any]:
     _, fit_seconds = timed(lambda: detector.fit(history.slice(0, cut), history.slice(cut, None)))
     return {
         "torch": torch.__version__,
+        "device": accelerator_name(detector.device_),
         "services": n_services,
         "features_in": spec["features"],
         "features_model": len(history.features),
@@ -239,7 +246,19 @@ def model_child(spec: dict[str, Any]) -> dict[str, Any]:
         "fit_seconds": fit_seconds,
         "rss_after_imports_mb": imported_rss,
         **inference(detector, n_services, spec),
+        "peak_gpu_mb": (
+            torch.cuda.max_memory_allocated(detector.device_) / 2**20
+            if detector.device_.type == "cuda"
+            else None
+        ),
     }
+
+
+def accelerator_name(device: Any) -> str:
+    """``cpu``, or the GPU's model name: a timing means little without the card it ran on."""
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def inference(detector: Any, n_services: int, spec: dict[str, Any]) -> dict[str, Any]:
@@ -346,6 +365,7 @@ def model_part(args: argparse.Namespace) -> list[dict[str, Any]]:
             "windows_per_epoch": args.windows_per_epoch,
             "repeats": args.repeats,
             "torch_threads": args.torch_threads,
+            "device": args.device,
         }
         record = run_child(spec)
         record["parameters_per_service"] = record["parameters"] / n_services
@@ -379,14 +399,14 @@ def prep_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def format_model_table(records: Sequence[dict[str, Any]]) -> str:
     header = (
-        "| S | params | params / S | train windows/s | fit s | score s / set "
-        "| score ms / window | peak RSS MiB |\n|---|---|---|---|---|---|---|---|"
+        "| S | device | params | params / S | train windows/s | fit s | score s / set "
+        "| score ms / window | peak RSS MiB | peak GPU MiB |\n|---|---|---|---|---|---|---|---|---|---|"
     )
     rows = [
-        f"| {r['services']} | {r['parameters']:,} | {r['parameters_per_service']:,.0f} "
+        f"| {r['services']} | {r['device']} | {r['parameters']:,} | {r['parameters_per_service']:,.0f} "
         f"| {r['train_windows_per_s']:.1f} | {r['fit_seconds']:.1f} "
         f"| {r['inference_seconds_per_set']:.3f} | {r['inference_ms_per_window']:.2f} "
-        f"| {r['peak_rss_mb']:.0f} |"
+        f"| {r['peak_rss_mb']:.0f} | {_megabytes(r['peak_gpu_mb'])} |"
         for r in records
     ]
     return "\n".join([header, *rows])
@@ -412,6 +432,10 @@ def format_prep_table(prep: dict[str, Any]) -> str:
 
 def _seconds(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}"
+
+
+def _megabytes(value: float | None) -> str:
+    return "" if value is None else f"{value:,.0f}"
 
 
 def code_version() -> dict[str, Any]:

@@ -59,6 +59,8 @@ def test_smoke_run_writes_tables_and_json(
 
     (model,) = payload["model"]
     assert model["services"] == 3 and model["features_model"] == 8  # 5 metrics + 3 derived
+    assert model["device"] == "cpu"  # the default: timings name where they ran
+    assert model["peak_gpu_mb"] is None
     assert model["parameters"] > 0 and model["parameters_per_service"] > 0
     assert model["epochs"] == 1 and model["trained_windows"] == 16
     assert model["train_windows_per_s"] > 0 and model["inference_seconds_per_set"] > 0
@@ -78,4 +80,4 @@ def test_smoke_run_writes_tables_and_json(
     assert event["ingest_tensorise_seconds"] >= sum(event["stages"].values()) - 1e-9
 
     printed = capsys.readouterr().out
-    assert "| S | params |" in printed and "| parquet | event |" in printed
+    assert "| S | device | params |" in printed and "| parquet | event |" in printed
