@@ -400,10 +400,11 @@ def prep_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 def format_model_table(records: Sequence[dict[str, Any]]) -> str:
     header = (
         "| S | device | params | params / S | train windows/s | fit s | score s / set "
-        "| score ms / window | peak RSS MiB | peak GPU MiB |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| score ms / window | peak RSS MiB | peak GPU MiB |\n" + "|---" * 10 + "|"
     )
     rows = [
-        f"| {r['services']} | {r['device']} | {r['parameters']:,} | {r['parameters_per_service']:,.0f} "
+        f"| {r['services']} | {r['device']} | {r['parameters']:,} "
+        f"| {r['parameters_per_service']:,.0f} "
         f"| {r['train_windows_per_s']:.1f} | {r['fit_seconds']:.1f} "
         f"| {r['inference_seconds_per_set']:.3f} | {r['inference_ms_per_window']:.2f} "
         f"| {r['peak_rss_mb']:.0f} | {_megabytes(r['peak_gpu_mb'])} |"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import with_spike
 
+from conftest import with_spike
 from ml_monitoring_service.detectors import TransformerAutoencoderDetector, WindowDetector
 from ml_monitoring_service.detectors.device import resolve_device
 from ml_monitoring_service.errors import ConfigError
