@@ -12,6 +12,7 @@ from ml_monitoring_service.prepare.densify import (
     MIN_COUNT_HORIZON,
     densify,
     fit_count_horizon,
+    scale_floors,
 )
 from ml_monitoring_service.prepare.normalise import RobustScaler
 from ml_monitoring_service.prepare.time_features import cyclic_time_features
@@ -165,6 +166,32 @@ def test_the_gap_since_the_last_event_grows_through_a_short_outage_and_stops_at_
     np.testing.assert_array_equal(events_only.values[:, 0, 3], np.zeros(len(events)))
     both = densify(frame, ["a", "late"], ["cpu"], Variant.parse("event"), pd.Timedelta("60s"))
     np.testing.assert_allclose(both.values[:, 1, 3], [np.nan, np.nan, 0.0, 1.0, 2.5, 18.0, 19.0])
+
+
+def test_a_missed_scrape_is_one_step_of_gap_not_a_twenty_sigma_event() -> None:
+    """A service scraped every 30 s never shows a gap in training; its gap's scale is then one
+    step (the feature's resolution), not the scaler's generic one second."""
+    t = pd.Timestamp("2024-05-01", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.date_range(t, periods=240, freq="30s"),
+            "service": "a",
+            "cpu": np.linspace(1.0, 2.0, 240),
+            "severity_level": 0.0,
+        }
+    )
+    grid = Variant.parse("grid:30s")
+    train = densify(frame, ["a"], ["cpu"], grid, pd.Timedelta("4min"))
+    gap = train.features.index("seconds_since_event")
+    floors = scale_floors(train)
+    assert floors[gap] == 30.0 and floors[train.features.index("cpu")] == 0.0
+    scaler = RobustScaler().fit(train.values, min_scale=floors)
+    assert scaler.scale_[0, gap] == 30.0
+    missed = densify(frame.drop(index=[100]), ["a"], ["cpu"], grid, pd.Timedelta("4min"))
+    assert scaler.transform(missed.values)[100, 0, gap] == pytest.approx(1.0)
+    assert RobustScaler().fit(train.values).transform(missed.values)[100, 0, gap] == 20.0
+    # the event timeline's step is the median spacing of its timestamps
+    assert scale_floors(densify(frame, ["a"], ["cpu"], Variant.parse("event")))[gap] == 30.0
 
 
 def test_densify_rejects_data_without_configured_services(frame: pd.DataFrame) -> None:

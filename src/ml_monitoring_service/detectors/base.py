@@ -34,7 +34,7 @@ import pandas as pd
 from ml_monitoring_service import __version__
 from ml_monitoring_service.detectors.threshold import percentile_threshold
 from ml_monitoring_service.errors import DataValidationError, ModelMismatchError, NotFittedError
-from ml_monitoring_service.prepare.densify import ServiceTensor
+from ml_monitoring_service.prepare.densify import ServiceTensor, scale_floors
 from ml_monitoring_service.prepare.normalise import RobustScaler
 from ml_monitoring_service.prepare.time_features import cyclic_time_features
 from ml_monitoring_service.prepare.windows import Windows, make_windows
@@ -125,7 +125,7 @@ class WindowDetector(ABC):
         self.services_ = train.services
         self.features_ = train.features
         self.count_horizon_ = train.count_horizon
-        self.scaler_ = RobustScaler().fit(train.values)
+        self.scaler_ = RobustScaler().fit(train.values, min_scale=scale_floors(train))
         train_windows = self._windows(train, self.train_stride)
         val_windows = self._windows(val, self.score_stride)
         self._fit_windows(train_windows, val_windows)

@@ -215,6 +215,22 @@ def _seconds_since_event(counts: pd.DataFrame, horizon: pd.Timedelta) -> np.ndar
     return np.minimum(elapsed[:, None] - last_seen, horizon.total_seconds())
 
 
+def scale_floors(tensor: ServiceTensor) -> np.ndarray:
+    """``[F]`` smallest normalisation scale per feature (see :meth:`RobustScaler.fit`).
+
+    The gap since a service's last event moves in whole steps of the timeline. Where training
+    never saw a gap (every service in every step: regular scrapes, dense logs on a coarse grid),
+    its spread is zero and the scaler's generic floor, one unit (1 s), turned a single missed step
+    into a 20-sigma event. One median step, the gap's resolution, is its floor instead: a service
+    that really falls silent still climbs step by step, and ``event_count`` falls with it.
+    """
+    floors = np.zeros(len(tensor.features))
+    if SINCE_EVENT in tensor.features and tensor.n_steps > 1:
+        step = pd.Series(tensor.timestamps).diff().median()
+        floors[tensor.features.index(SINCE_EVENT)] = step.total_seconds()
+    return floors
+
+
 def _as_steps_features_services(wide: pd.DataFrame, services: Sequence[str]) -> np.ndarray:
     """``[T, F*S]`` feature-major columns → ``[T, F, S]``."""
     return wide.to_numpy(dtype=np.float64).reshape(len(wide), -1, len(services))

@@ -33,8 +33,12 @@ class RobustScaler:
     median_: np.ndarray | None = None
     scale_: np.ndarray | None = None
 
-    def fit(self, values: np.ndarray) -> RobustScaler:
-        """Fit on ``[T, S, F]`` training values (``NaN`` ignored)."""
+    def fit(self, values: np.ndarray, min_scale: np.ndarray | None = None) -> RobustScaler:
+        """Fit on ``[T, S, F]`` training values (``NaN`` ignored).
+
+        ``min_scale`` (``[F]``, optional) is the smallest scale per feature: the resolution a
+        feature is measured at, where that is coarser than its spread in training.
+        """
         if values.ndim != 3 or values.shape[0] == 0:
             raise DataValidationError(
                 f"scaler needs a non-empty [T, S, F] array, got shape {values.shape}"
@@ -50,6 +54,8 @@ class RobustScaler:
         scale = np.where(scale > _MIN_SCALE, scale, std)
         magnitude_floor = np.maximum(np.abs(median) * 0.1, 1.0)
         scale = np.where(scale > _MIN_SCALE, scale, magnitude_floor)
+        if min_scale is not None:
+            scale = np.maximum(scale, min_scale[None, :])
         self.median_ = np.nan_to_num(median, nan=0.0)
         self.scale_ = np.nan_to_num(scale, nan=1.0)
         return self
