@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import TINY_DEMO_SET
@@ -65,9 +67,14 @@ def run_cli(config: Path, *flags: str) -> int:
 
 
 @pytest.mark.slow
-def test_inference_trains_when_needed_then_reuses_the_model(workspace: tuple[Path, Path]) -> None:
+def test_inference_trains_when_needed_then_reuses_the_model(
+    workspace: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     config, output = workspace
+    caplog.set_level(logging.INFO, logger="ml_monitoring_service")
     assert run_cli(config, "--run-once-inference", "--inference-variants", "event,grid:30s") == 0
+    trained_on = "cuda" if torch.cuda.is_available() else "cpu"  # device: auto
+    assert caplog.text.count(f" s on {trained_on}") == 2  # one model per variant says where
     for variant in ("event", "grid_30s"):
         summary = json.loads((output / "tiny" / f"inference_summary_{variant}.json").read_text())
         assert set(summary) == SUMMARY_KEYS

@@ -153,9 +153,10 @@ def log_saved(
     version_dir: Path,
     seconds: float,
 ) -> None:
-    """One line per stored model: size, best epoch, threshold and time taken."""
+    """One line per stored model: size, best epoch, threshold, time taken and where it trained
+    (``device: auto`` picks the GPU silently; the log says which)."""
     logger.info(
-        "[%s/%s] model %s saved: %d parameters, best epoch %d/%d, threshold %.4g, %.1f s",
+        "[%s/%s] model %s saved: %d parameters, best epoch %d/%d, threshold %.4g, %.1f s on %s",
         config.name,
         variant.label,
         version_dir.name,
@@ -164,4 +165,5 @@ def log_saved(
         len(detector.epoch_losses_),
         detector.threshold_,
         seconds,
+        detector.device_,
     )
