@@ -306,7 +306,7 @@ def prep_child(spec: dict[str, Any]) -> dict[str, Any]:
     from ml_monitoring_service.config import PreprocessingConfig
     from ml_monitoring_service.data.readers import read_combined
     from ml_monitoring_service.errors import InsufficientDataError
-    from ml_monitoring_service.prepare.densify import densify, fit_count_horizon
+    from ml_monitoring_service.prepare.densify import densify, fit_count_horizon, scale_floors
     from ml_monitoring_service.prepare.normalise import RobustScaler
     from ml_monitoring_service.prepare.time_features import cyclic_time_features
     from ml_monitoring_service.prepare.variants import Variant
@@ -325,7 +325,11 @@ def prep_child(spec: dict[str, Any]) -> dict[str, Any]:
         lambda: densify(frame, services, metrics, variant, fit_count_horizon(frame, services))
     )
     scaled, result["stages"]["normalise"] = timed(
-        lambda: RobustScaler().fit(tensor.values).transform(tensor.values)
+        lambda: (
+            RobustScaler()
+            .fit(tensor.values, min_scale=scale_floors(tensor))
+            .transform(tensor.values)
+        )
     )
     result.update(variant=variant.label, tensor_shape=list(tensor.values.shape))
     try:

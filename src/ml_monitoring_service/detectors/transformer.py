@@ -182,7 +182,8 @@ class TransformerAutoencoderDetector(WindowDetector):
             batch_context = context[batch].to(self.device_)
             optimiser.zero_grad()
             batch_loss = 0.0
-            for part in torch.arange(len(batch)).split(micro):
+            for start in range(0, len(batch), micro):
+                part = slice(start, start + micro)  # a view: no copy of the batch per pass
                 reconstruction = self.network_(noisy[part], batch_context[part])
                 loss = torch.sum((reconstruction - clean[part]) ** 2) / clean.numel()
                 loss.backward()
