@@ -102,7 +102,6 @@ list is a case, and nothing below depends on which days these are:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -123,6 +122,11 @@ if (REPO / "src").is_dir() and str(REPO / "src") not in sys.path:
     sys.path.insert(0, str(REPO / "src"))
 
 from ml_monitoring_service import fault_evaluation  # noqa: E402
+from ml_monitoring_service.benchmarking import (  # noqa: E402
+    build_benchmark_detector,
+    code_version,
+    json_default,
+)
 from ml_monitoring_service.data.pod_recordings import (  # noqa: E402
     INBOUND_NETWORK_DELAY,
     InjectedFault,
@@ -163,7 +167,7 @@ DATA = REPO.parent / "shared" / "data"
 VALIDATION_FRACTION = 0.2
 NEZHA = "nezha"
 LAYOUTS = (*SAMPLING_INTERVALS, NEZHA)  # smd, asd, nezha
-# Detector name in the JSON -> implementation in scripts/synthetic_benchmark.py.
+# Detector name in the JSON -> its name in ml_monitoring_service.benchmarking.
 IMPLEMENTATIONS = {
     "ours": "transformer",
     "pca": "pca",
@@ -242,22 +246,6 @@ SMD_COLUMNS = (
     ("seconds", "fit+score s"),
 )
 ERROR = "error"
-
-
-def _synthetic_benchmark() -> Any:
-    """``scripts/synthetic_benchmark.py``: its detector factory and code-version record."""
-    name = "synthetic_benchmark"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _synthetic_benchmark()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -399,9 +387,14 @@ def metric_attribution(result: ScoreResult, mode: str) -> np.ndarray:
 
 
 def build_detector(name: str, args: argparse.Namespace) -> WindowDetector:
-    """The detector ``name`` (a JSON name) as ``synthetic_benchmark`` builds it."""
-    detector: WindowDetector = BENCH.build_detector(IMPLEMENTATIONS[name], args, args.seed)
-    return detector
+    """The detector ``name`` (a JSON name), built as the synthetic benchmark builds it."""
+    return build_benchmark_detector(
+        IMPLEMENTATIONS[name],
+        window_size=args.window_size,
+        threshold_percentile=args.threshold_percentile,
+        max_epochs=args.max_epochs,
+        seed=args.seed,
+    )
 
 
 def evaluate_detector(name: str, data: MachineData, args: argparse.Namespace) -> dict[str, Any]:
@@ -924,12 +917,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "torch_threads": args.torch_threads,
             **results["config"],
         },
-        "code": BENCH.code_version(),
+        "code": code_version(REPO),
         "wall_seconds": time.perf_counter() - started,
     }
     print(f"wall time {payload['wall_seconds']:.1f} s", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=BENCH._json_default), "utf-8")
+    args.out.write_text(json.dumps(payload, indent=2, default=json_default), "utf-8")
     return payload
 
 

@@ -443,27 +443,10 @@ def _megabytes(value: float | None) -> str:
     return "" if value is None else f"{value:,.0f}"
 
 
-def code_version() -> dict[str, Any]:
-    """Commit and whether ``src/`` differs from it: the benchmark measures the code it ran on."""
-
-    def git(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603 - fixed git invocation
-            ["git", *args],  # noqa: S607
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return done.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "src_modified": bool(git("status", "--short", "src")),
-    }
-
-
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the tables, write ``--out``; return the JSON payload."""
+    from ml_monitoring_service.benchmarking import code_version
+
     args = parse_args(argv)
     started = time.perf_counter()
     model = model_part(args)
@@ -481,7 +464,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             for key, value in vars(args).items()
             if key not in ("child", "out", "workdir", "service_list", "variant_list")
         },
-        "code": code_version(),
+        "code": code_version(ROOT),
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "model": model,
         "preprocessing": prep,

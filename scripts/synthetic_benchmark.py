@@ -42,19 +42,17 @@ import pandas as pd
 import torch
 from sklearn.metrics import precision_recall_curve, roc_auc_score
 
+from ml_monitoring_service.benchmarking import (
+    BENCHMARK_DETECTORS,
+    build_benchmark_detector,
+    code_version,
+    json_default,
+)
 from ml_monitoring_service.config import ModelConfig
 from ml_monitoring_service.data.demo import DEMO_METRICS, DEMO_SERVICES, generate_demo
 from ml_monitoring_service.data.readers import numeric_columns, read_combined
 from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
-from ml_monitoring_service.detectors import (
-    IsolationForestDetector,
-    PCADetector,
-    RandomDetector,
-    RobustZScoreDetector,
-    ScoreResult,
-    TransformerAutoencoderDetector,
-    WindowDetector,
-)
+from ml_monitoring_service.detectors import ScoreResult
 from ml_monitoring_service.errors import InsufficientDataError
 from ml_monitoring_service.evaluation import (
     LabelledSpan,
@@ -72,7 +70,7 @@ from ml_monitoring_service.prepare.densify import (
 )
 from ml_monitoring_service.prepare.variants import Variant
 
-DETECTORS = ("transformer", "pca", "robust_zscore", "isolation_forest", "random")
+DETECTORS = BENCHMARK_DETECTORS
 DEMO_TRAIN_START = pd.Timestamp("2024-06-04T10:00:00Z")
 TRAIN_SHARE = 0.6  # --dataset: share of the recording's time used for training
 VALIDATION_FRACTION = 0.2
@@ -158,27 +156,6 @@ def demo_data(
     train = generate_demo(DEMO_TRAIN_START, train_end, seed=seed, incident_every=None).frame
     scored = generate_demo(train_end, score_end, seed=seed, incident_every=None).frame
     return train, scored
-
-
-# --------------------------------------------------------------------------------- detectors
-
-
-def build_detector(name: str, args: argparse.Namespace, seed: int) -> WindowDetector:
-    common: dict[str, Any] = {
-        "window_size": args.window_size,
-        "threshold_percentile": args.threshold_percentile,
-    }
-    if name == "transformer":
-        return TransformerAutoencoderDetector(
-            **common, max_epochs=args.max_epochs, seed=seed, show_progress=False
-        )
-    if name == "pca":
-        return PCADetector(**common)
-    if name == "robust_zscore":
-        return RobustZScoreDetector(**common)
-    if name == "isolation_forest":
-        return IsolationForestDetector(**common, seed=seed)
-    return RandomDetector(**common, seed=seed)
 
 
 # ---------------------------------------------------------------------------------- metrics
@@ -318,7 +295,13 @@ def run_variant(
     for name in args.detector_list:
         started = time.perf_counter()
         try:
-            detector = build_detector(name, args, seed).fit(train, val)
+            detector = build_benchmark_detector(
+                name,
+                window_size=args.window_size,
+                threshold_percentile=args.threshold_percentile,
+                max_epochs=args.max_epochs,
+                seed=seed,
+            ).fit(train, val)
             result = detector.score(scored)
         except InsufficientDataError as exc:
             record["detectors"][name] = {"status": "too few windows", "reason": str(exc)}
@@ -482,7 +465,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "validation_fraction": VALIDATION_FRACTION,
             "torch_threads": args.torch_threads,
         },
-        "code": code_version(),
+        "code": code_version(Path(__file__).resolve().parents[1]),
         "summary": summary,
         "runs": runs,
         "wall_seconds": time.perf_counter() - started,
@@ -490,36 +473,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(format_table(summary, args))
     print(f"wall time {payload['wall_seconds']:.1f} s", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2, default=_json_default), encoding="utf-8")
+    args.out.write_text(json.dumps(payload, indent=2, default=json_default), encoding="utf-8")
     return payload
-
-
-def code_version() -> dict[str, Any]:
-    """Commit and whether ``src/`` differs from it: the benchmark measures the code it ran on."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        done = subprocess.run(  # noqa: S603 - fixed git invocation
-            ["git", *args],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,  # noqa: S607
-        )
-        return done.stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "HEAD"),
-        "src_modified": bool(git("status", "--short", "src")),
-    }
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
