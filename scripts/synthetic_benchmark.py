@@ -70,7 +70,6 @@ from ml_monitoring_service.prepare.densify import (
 )
 from ml_monitoring_service.prepare.variants import Variant
 
-DETECTORS = BENCHMARK_DETECTORS
 DEMO_TRAIN_START = pd.Timestamp("2024-06-04T10:00:00Z")
 TRAIN_SHARE = 0.6  # --dataset: share of the recording's time used for training
 VALIDATION_FRACTION = 0.2
@@ -96,7 +95,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dataset", type=Path, default=None, help="combined dataset file")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
     parser.add_argument("--out", type=Path, default=Path("results.json"))
-    parser.add_argument("--detectors", default=",".join(DETECTORS), help=f"from {DETECTORS}")
+    parser.add_argument(
+        "--detectors", default=",".join(BENCHMARK_DETECTORS), help=f"from {BENCHMARK_DETECTORS}"
+    )
     parser.add_argument(
         "--max-epochs",
         type=int,
@@ -119,9 +120,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.variant_list = [Variant.parse(v) for v in args.variants.split(",") if v.strip()]
     args.seed_list = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.detector_list = [d.strip() for d in args.detectors.split(",") if d.strip()]
-    unknown = sorted(set(args.detector_list) - set(DETECTORS))
+    unknown = sorted(set(args.detector_list) - set(BENCHMARK_DETECTORS))
     if unknown:
-        parser.error(f"unknown detectors {unknown}; choose from {list(DETECTORS)}")
+        parser.error(f"unknown detectors {unknown}; choose from {list(BENCHMARK_DETECTORS)}")
     args.kind_list = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     if args.window_size is None:
         args.window_size = 16 if args.dataset is not None else 32
