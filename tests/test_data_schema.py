@@ -13,6 +13,7 @@ from ml_monitoring_service.data.schema import (
     SERVICE,
     SEVERITY,
     TIMESTAMP,
+    TRACE_ID,
     to_utc,
     validate_combined,
 )
@@ -49,6 +50,15 @@ def test_log_messages_are_kept_as_text_with_gaps_as_missing() -> None:
     # Sorted with its row (the input's first row is the latest); empty text counts as missing.
     assert out[MESSAGE].isna().tolist() == [True, True, False]
     assert out[MESSAGE].iloc[2] == "late"
+
+
+def test_trace_ids_are_kept_as_text_and_optional() -> None:
+    out = validate_combined(frame(**{TRACE_ID: ["t-3", None, "t-1"]}), None, METRICS)
+    assert out[TRACE_ID].isna().tolist() == [True, False, False]
+    assert out[TRACE_ID].dropna().tolist() == ["t-1", "t-3"]  # sorted with their rows
+    assert TRACE_ID not in validate_combined(frame(), None, METRICS).columns
+    with pytest.raises(DataValidationError, match="reserved"):
+        validate_combined(frame(**{TRACE_ID: ["a", "b", "c"]}), None, ["cpu", TRACE_ID])
 
 
 def test_message_column_stays_optional_and_is_no_metric_name() -> None:

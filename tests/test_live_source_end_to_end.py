@@ -135,6 +135,8 @@ def test_event_mode_reproduces_the_recorded_events_and_values(
     # Log text (multi-line traces included) arrives as sent, and the cached download replays it.
     assert sorted(got["message"]) == sorted(want["message"])
     assert got["message"].str.contains("\n\tat |\nTraceback", regex=True).any()
+    # Trace ids arrive with their events: the ranking learns the call graph from them.
+    assert sorted(got["trace_id"]) == sorted(f"trace-{i}" for i in expected.index)
     monkeypatch.setenv("DOWNLOAD", "false")
     replayed = collect_combined(
         config, EnvironmentSettings.from_environment(), start, NOW, "inference"
@@ -158,6 +160,7 @@ def test_range_mode_samples_on_the_step_grid(
     expected_events = demo[(demo["timestamp"] >= start) & (demo["timestamp"] < NOW)]
     assert len(events) == len(expected_events)
     assert samples["message"].isna().all() and events["message"].notna().all()
+    assert samples["trace_id"].isna().all() and events["trace_id"].notna().all()
     for service, rows in samples.groupby("service"):
         steps = rows["timestamp"].diff().dropna().unique()
         assert list(steps) == [pd.Timedelta("30s")], service

@@ -20,7 +20,7 @@ from ml_monitoring_service.data.pod_recordings import (
     read_pod_recording,
     recording_services,
 )
-from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
+from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP, TRACE_ID
 from ml_monitoring_service.data.sources import inference_data, training_data
 from ml_monitoring_service.errors import DataValidationError
 
@@ -87,6 +87,13 @@ def test_log_rows_keep_the_line_text_and_metric_rows_have_none() -> None:
     assert '\\"message\\":\\"PlaceOrder\\"' in logs.loc["checkoutservice", MESSAGE]
     assert frame.loc[frame["cpu"].notna(), MESSAGE].isna().all()
     assert MESSAGE not in read_pod_recording(BOUTIQUE, OB, METRICS, logs=False).columns
+
+
+def test_log_rows_carry_their_trace_ids() -> None:
+    frame = read_pod_recording(BOUTIQUE, OB, METRICS)
+    logs = frame[frame["cpu"].isna()]
+    assert logs[TRACE_ID].tolist() == ["t0", "t1", "t2", "t3"]
+    assert frame.loc[frame["cpu"].notna(), TRACE_ID].isna().all()
 
 
 def test_plain_train_ticket_logs_and_their_quirks() -> None:

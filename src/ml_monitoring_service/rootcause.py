@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.explain.call_graph import mine_call_graph
 from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.explain.silence import Silence, silences
 
@@ -155,9 +156,13 @@ def rank_period(
     """:func:`rank_root_causes` for the span of ``windows``, with the silences and log complaints
     in it read from the log events of ``frame`` (the scored combined dataset; its events before
     the span are the baseline). ``evidence`` is the span's log evidence if already mined. Without
-    ``frame`` only the scores and the graph count."""
+    ``frame`` only the scores and the graph count. Without ``edges``, the call graph is learned
+    from the trace ids of ``frame``'s log events (:func:`explain.call_graph.mine_call_graph`),
+    where it has any."""
     if frame is None:
         return rank_root_causes(result, windows, edges, client_metrics=client_metrics)
+    if not edges:
+        edges = mine_call_graph(frame, result.services)
     span = (result.starts[windows][0], result.ends[windows][-1])
     if evidence is None:
         evidence = log_evidence(frame, *span, result.services)

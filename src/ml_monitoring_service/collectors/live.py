@@ -35,6 +35,7 @@ from ml_monitoring_service.data.schema import (
     SERVICE,
     SEVERITY,
     TIMESTAMP,
+    TRACE_ID,
     validate_combined,
 )
 from ml_monitoring_service.errors import ConfigError, DataValidationError
@@ -118,12 +119,13 @@ def combine(raw: RawDownload, config: ServiceSetConfig) -> pd.DataFrame:
     """One timeline per service in the canonical combined layout.
 
     ``event`` downloads attach to each log event the metric values at its time; ``range``
-    downloads interleave metric rows and event rows. Log text (``message``) stays on event rows.
+    downloads interleave metric rows and event rows. Log text (``message``) and trace ids stay on
+    event rows.
     Either way the result passes the same validation as every other source.
     """
     metrics = list(config.metrics)
     # Downloads cached before log text was collected have no message column.
-    kept = [c for c in (TIMESTAMP, SERVICE, SEVERITY, MESSAGE) if c in raw.events.columns]
+    kept = [c for c in (TIMESTAMP, SERVICE, SEVERITY, MESSAGE, TRACE_ID) if c in raw.events.columns]
     events = raw.events[kept]
     if raw.mode == "event":
         values = raw.metrics.drop_duplicates([SERVICE, TIMESTAMP], keep="last")

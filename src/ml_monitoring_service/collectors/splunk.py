@@ -39,6 +39,7 @@ from ml_monitoring_service.data.schema import (
     SEVERITY,
     SEVERITY_NAMES,
     TIMESTAMP,
+    TRACE_ID,
     to_utc,
 )
 from ml_monitoring_service.errors import ConfigError, DataValidationError
@@ -46,7 +47,6 @@ from ml_monitoring_service.errors import ConfigError, DataValidationError
 logger = logging.getLogger(__name__)
 
 BACKEND = "splunk"
-TRACE_ID = "trace_id"
 EVENT_COLUMNS = (TIMESTAMP, SERVICE, SEVERITY, TRACE_ID, MESSAGE)
 
 # Field names tried in order; the first one an event carries wins.

@@ -58,6 +58,7 @@ from ml_monitoring_service.data.schema import (
     SEVERITY,
     SEVERITY_NAMES,
     TIMESTAMP,
+    TRACE_ID,
     to_utc,
     validate_combined,
 )
@@ -73,6 +74,7 @@ _SAMPLE_TIME = "Time"
 _POD = "PodName"
 _LOG_TIME = "Timestamp"
 _LOG_TEXT = "Log"
+_TRACE = "TraceID"
 _CALL_GRAPH = "dependency"
 _EDGE_TIME = "time"
 # (caller-side, callee-side) per-edge latency files, median per minute.
@@ -350,12 +352,13 @@ def _sample_times(column: pd.Series) -> pd.Series:
 
 
 def _read_logs(path: Path, services: Sequence[str]) -> pd.DataFrame:
-    """One log file's lines of ``services``: timestamp, service, severity, the line's text.
+    """One log file's lines of ``services``: timestamp, service, severity, the line's text and its
+    trace id.
 
     The text is kept as recorded (the container runtime's JSON envelope included), so what log
     evidence shows is what an operator would find in the file.
     """
-    raw = _read_csv(path, usecols=[_LOG_TIME, _POD, _LOG_TEXT])
+    raw = _read_csv(path, usecols=[_LOG_TIME, _POD, _TRACE, _LOG_TEXT])
     service = deployment_names(raw[_POD])
     keep = service.isin(services).to_numpy()
     text = raw.loc[keep, _LOG_TEXT].astype(str)
@@ -367,6 +370,7 @@ def _read_logs(path: Path, services: Sequence[str]) -> pd.DataFrame:
             SERVICE: service[keep],
             SEVERITY: level.str.lower().map(SEVERITY_NAMES),
             MESSAGE: text,
+            TRACE_ID: raw.loc[keep, _TRACE],
         }
     )
 

@@ -26,8 +26,11 @@ SEVERITY = "severity_level"
 # Optional: the log line's text (multi-line for stack traces). Only sources that know log text
 # fill it; models never see it (densification ignores it), log evidence mining reads it.
 MESSAGE = "message"
+# Optional: the distributed-trace id of a log event. Requests that cross services log under one id,
+# which is how explain/call_graph.py learns who calls whom when no call graph is configured.
+TRACE_ID = "trace_id"
 
-_RESERVED = (TIMESTAMP, SERVICE, SEVERITY, MESSAGE)
+_RESERVED = (TIMESTAMP, SERVICE, SEVERITY, MESSAGE, TRACE_ID)
 _UTC_DTYPE: Final = "datetime64[ns, UTC]"
 
 # Text that means "no value" rather than "bad value": exporters write these for gaps.
@@ -213,10 +216,11 @@ def validate_combined(
     """Check ``df`` against the canonical contract and return a cleaned copy.
 
     The copy holds exactly ``timestamp, service, *metrics, severity_level``, plus ``message`` (log
-    text, ``NaN`` where absent) when the input has that column. Source-specific extra columns are
-    dropped so they cannot leak into features. The copy is sorted stably by time and has a fresh
-    ``RangeIndex``. ``services=None`` keeps every service present; otherwise rows of other
-    services are dropped with a warning and each configured service must have rows.
+    text) and ``trace_id`` (``NaN`` where absent) when the input has those columns.
+    Source-specific extra columns are dropped so they cannot leak into features. The copy is
+    sorted stably by time and has a fresh ``RangeIndex``. ``services=None`` keeps every service
+    present; otherwise rows of other services are dropped with a warning and each configured
+    service must have rows.
     """
     if df is None or len(df) == 0:
         raise DataValidationError("combined dataset is empty (0 rows)")
@@ -241,8 +245,9 @@ def validate_combined(
     for metric in metrics:
         out[metric] = _to_float(df[metric], metric)
     out[SEVERITY] = _to_float(df[SEVERITY], SEVERITY) if SEVERITY in df.columns else np.nan
-    if MESSAGE in df.columns:
-        out[MESSAGE] = _to_text(df[MESSAGE])
+    for text_column in (MESSAGE, TRACE_ID):
+        if text_column in df.columns:
+            out[text_column] = _to_text(df[text_column])
 
     out = _select_services(out, services)
     out = out.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
