@@ -11,7 +11,7 @@ import pytest
 from ml_monitoring_service.data.pod_recordings import read_pod_recording
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP, TRACE_ID
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.explain.call_graph import mine_call_graph
+from ml_monitoring_service.explain.call_graph import call_graph, mine_call_graph
 from ml_monitoring_service.rootcause import rank_period
 
 SERVICES = ("frontend", "checkout", "payment")
@@ -72,6 +72,12 @@ def test_no_trace_ids_no_graph() -> None:
     assert mine_call_graph(frame, ("frontend", "payment")) == (("frontend", "payment"),)
     single = [("frontend", 0.5, 0.5), ("checkout", 0.1, 0.8)]
     assert mine_call_graph(_traces(6, single), SERVICES) == (("checkout", "frontend"),)
+
+
+def test_configured_edges_win_over_learned_ones() -> None:
+    frame = _traces(6, CHAIN)
+    assert call_graph((("payment", "frontend"),), frame, SERVICES) == (("payment", "frontend"),)
+    assert call_graph((), frame, SERVICES) == mine_call_graph(frame, SERVICES)
 
 
 def _cascade() -> ScoreResult:

@@ -141,6 +141,65 @@ def test_one_complete_report_per_period(run: Any, variant: str) -> None:
         assert render_markdown(incident) == markdown
 
 
+def _traced_requests(start: pd.Timestamp, count: int) -> pd.DataFrame:
+    """Info lines of ``count`` requests, each under its own trace id: frontend around checkout
+    around payment, and frontend around cart after them (the tiny set's documented graph)."""
+    spans = {
+        "frontend": (0.0, 0.9),
+        "checkout": (0.1, 0.6),
+        "payment": (0.2, 0.3),
+        "cart": (0.7, 0.8),
+    }
+    rows = [
+        {
+            "timestamp": start + pd.Timedelta(minutes=2 * i, seconds=second),
+            "service": service,
+            "severity_level": 0.0,
+            "message": f"{service} handled request",
+            "trace_id": f"request-{i}",
+        }
+        for i in range(count)
+        for service, (first, last) in spans.items()
+        for second in (first, last)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_set_without_relationships_reports_the_graph_learned_from_trace_ids(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "sets.yaml").write_text(
+        SETS.replace("    relationships: {frontend: [cart, checkout], checkout: [payment]}\n", "")
+    )
+    config = load_config(tmp_path / "sets.yaml").service_set("tiny")
+    assert config.edges == ()
+    frame = inference_data(config, NOW).frame
+    traced = pd.concat([frame, _traced_requests(frame["timestamp"].iloc[0], 30)])
+    traced = traced.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    variant = VARIANTS[0]
+    with caplog.at_level("INFO", logger="ml_monitoring_service.pipeline.inference"):
+        outcome = score_variant(config, traced, variant, fitted(config, variant), "v1", tmp_path)
+    assert "4 call edges learned from trace ids" in caplog.text
+    learned = nx.DiGraph(
+        [
+            ("frontend", "cart"),
+            ("frontend", "checkout"),
+            ("frontend", "payment"),
+            ("checkout", "payment"),
+        ]
+    )
+    assert outcome.periods
+    paths = [
+        candidate["call_path"]
+        for index in range(len(outcome.periods))
+        for candidate in load(outcome, index)[0]["candidates"]
+    ]
+    assert any(len(path) > 1 for path in paths)
+    for path in paths:
+        assert path[0] == "frontend"
+        assert all(learned.has_edge(a, b) for a, b in zip(path, path[1:], strict=False))
+
+
 @pytest.mark.parametrize("variant", ["grid_30s", "event"])
 def test_first_lines_say_what_where_since_when(run: Any, variant: str) -> None:
     _, _, runs = run

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.explain.call_graph import mine_call_graph
+from ml_monitoring_service.explain.call_graph import call_graph
 from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.explain.silence import Silence, silences
 
@@ -161,8 +161,7 @@ def rank_period(
     where it has any."""
     if frame is None:
         return rank_root_causes(result, windows, edges, client_metrics=client_metrics)
-    if not edges:
-        edges = mine_call_graph(frame, result.services)
+    edges = call_graph(edges, frame, result.services)
     span = (result.starts[windows][0], result.ends[windows][-1])
     if evidence is None:
         evidence = log_evidence(frame, *span, result.services)

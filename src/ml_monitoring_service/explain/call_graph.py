@@ -60,6 +60,16 @@ def mine_call_graph(
     )
 
 
+def call_graph(
+    configured: Sequence[tuple[str, str]], frame: pd.DataFrame | None, services: Sequence[str]
+) -> tuple[tuple[str, str], ...]:
+    """The configured edges when there are any (an operator's word beats an inference), else the
+    graph learned from ``frame``'s trace ids (:func:`mine_call_graph`)."""
+    if configured:
+        return tuple(configured)
+    return mine_call_graph(frame, services)
+
+
 def _service_spans(frame: pd.DataFrame, services: Sequence[str]) -> pd.DataFrame:
     """``trace_id, service, first, last``: each service's first and last log time in each trace,
     for the traces that reach at least two of ``services``."""

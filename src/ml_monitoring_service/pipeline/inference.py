@@ -12,6 +12,7 @@ import pandas as pd
 from ml_monitoring_service.config import ServiceSetConfig
 from ml_monitoring_service.detectors.base import ScoreResult, WindowDetector
 from ml_monitoring_service.errors import ModelMismatchError
+from ml_monitoring_service.explain.call_graph import call_graph
 from ml_monitoring_service.explain.narrative import Narrator
 from ml_monitoring_service.outputs.incidents import write_incident_reports
 from ml_monitoring_service.outputs.plots import plot_score_timeline, plot_service_graph
@@ -60,7 +61,8 @@ def score_variant(
 ) -> InferenceOutcome:
     """Densify ``frame`` like training did (with the model's count horizon), score it, and write
     summary JSON, PNGs and an incident report per anomalous period (with an LLM narrative when
-    ``narrator`` is given)."""
+    ``narrator`` is given). A set without ``relationships`` ranks, reports and draws the call
+    graph learned from ``frame``'s trace ids."""
     if detector.count_horizon_ is None:
         raise ModelMismatchError(
             f"[{config.name}/{variant.label}] the model was not fitted on densified service data "
@@ -68,7 +70,15 @@ def score_variant(
         )
     tensor = densify(frame, config.services, list(config.metrics), variant, detector.count_horizon_)
     result = detector.score(tensor)
-    periods = anomalous_periods(result, config.edges, frame, config.client_metrics)
+    edges = call_graph(config.edges, frame, config.services)
+    if edges and not config.edges:
+        logger.info(
+            "[%s/%s] no relationships configured: %d call edges learned from trace ids",
+            config.name,
+            variant.label,
+            len(edges),
+        )
+    periods = anomalous_periods(result, edges, frame, config.client_metrics)
     paths = output_paths(output_dir, config.name, variant)
     reports = write_incident_reports(
         periods,
@@ -77,7 +87,7 @@ def score_variant(
         model_version=model_version,
         tensor=tensor,
         result=result,
-        edges=config.edges,
+        edges=edges,
         directory=paths["incidents"],
         narrator=narrator,
     )
@@ -91,7 +101,7 @@ def score_variant(
     )
     write_summary(summary, paths["summary"])
     title = f"{config.name} · {variant.label} · model {model_version}"
-    plot_service_graph(result, config.edges, paths["graph"], title)
+    plot_service_graph(result, edges, paths["graph"], title)
     plot_score_timeline(result, periods, paths["timeline"], title)
     logger.info(
         "[%s/%s] %d windows scored, %d anomalous (%.1f%%) in %d periods",
