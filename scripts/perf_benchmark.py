@@ -22,6 +22,11 @@ belongs to that measurement alone:
   Timed, per variant: ``read_combined`` (Parquet) → ``densify`` → ``RobustScaler`` fit+transform →
   ``make_windows`` at the training stride ("ingest + tensorise"); and ``read_combined`` of the CSV
   on its own. ``--profile`` adds the top cumulative costs of each child (cProfile).
+* **Call-graph mining on ``--trace-lines`` log lines** (``explain/call_graph.py``, what the
+  ranking does when a set configures no call graph): ``--prep-services`` services calling each
+  other as a binary tree, each request a root-to-leaf path of up to 6 services, each logging one
+  line on entry and one on exit under the request's trace id. Timed: ``mine_call_graph`` alone; the
+  peak RSS includes generating the lines.
 
 Nothing here asserts timings; ``tests/test_perf_benchmark.py`` runs a tiny version for structure.
 """
@@ -66,6 +71,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed score calls per S")
     parser.add_argument("--rows", type=int, default=1_000_000, help="preprocessing rows (0: skip)")
     parser.add_argument("--prep-services", type=int, default=50)
+    parser.add_argument(
+        "--trace-lines", type=int, default=1_000_000, help="call-graph mining lines (0: skip)"
+    )
     parser.add_argument("--variants", default="event,grid:30s,grid:1s")
     parser.add_argument("--no-csv", action="store_true", help="skip the CSV ingest")
     parser.add_argument("--profile", action="store_true", help="cProfile each preprocessing child")
@@ -349,9 +357,48 @@ def prep_child(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+TRACE_DEPTH = 6  # services on one request's path (realistic call chains are 3-6 deep)
+
+
+def generate_traces(n_lines: int, n_services: int, seed: int = 0) -> pd.DataFrame:
+    """~``n_lines`` log lines of nested requests: service ``i`` calls ``2i + 1`` and ``2i + 2``."""
+    from ml_monitoring_service.data.schema import SERVICE, SEVERITY, TIMESTAMP, TRACE_ID
+
+    rng = np.random.default_rng(seed)
+    n_traces = max(1, n_lines // (2 * TRACE_DEPTH))
+    path = np.zeros((n_traces, TRACE_DEPTH), dtype=np.int64)
+    for hop in range(1, TRACE_DEPTH):
+        child = 2 * path[:, hop - 1] + 1 + rng.integers(0, 2, n_traces)
+        path[:, hop] = np.where(child < n_services, child, path[:, hop - 1])
+    depth = np.arange(TRACE_DEPTH)
+    # Entry at depth d ms after the request starts, exit 2·DEPTH - d ms after: callers enclose.
+    offsets = np.concatenate([depth, 2 * TRACE_DEPTH - depth])
+    starts = np.arange(n_traces) * 10
+    names = np.array([f"svc-{i:03d}" for i in range(n_services)], dtype=object)
+    return pd.DataFrame(
+        {
+            TIMESTAMP: START + pd.to_timedelta((starts[:, None] + offsets).ravel(), unit="ms"),
+            SERVICE: names[np.concatenate([path, path], axis=1).ravel()],
+            SEVERITY: 0.0,
+            TRACE_ID: np.repeat(np.arange(n_traces).astype(str), 2 * TRACE_DEPTH),
+        }
+    )
+
+
+def traces_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Mine the call graph of ``spec["lines"]`` generated log lines."""
+    from ml_monitoring_service.explain.call_graph import mine_call_graph
+
+    frame = generate_traces(spec["lines"], spec["services"])
+    services = sorted(frame["service"].unique())
+    edges, seconds = timed(lambda: mine_call_graph(frame, services))
+    return {"lines": len(frame), "services": len(services), "edges": len(edges), "seconds": seconds}
+
+
 CHILD_PARTS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "model": model_child,
     "prep": prep_child,
+    "traces": traces_child,
 }
 
 
@@ -399,6 +446,14 @@ def prep_part(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         record["ingest_tensorise_seconds"] = None
         runs.append(record)
     return {"data": generated, "runs": runs, "reference": REFERENCE, "target": TARGET}
+
+
+def traces_part(args: argparse.Namespace) -> dict[str, Any]:
+    record = run_child(
+        {"part": "traces", "lines": args.trace_lines, "services": args.prep_services}
+    )
+    print("[traces] done", file=sys.stderr)
+    return record
 
 
 def format_model_table(records: Sequence[dict[str, Any]]) -> str:
@@ -451,6 +506,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     model = model_part(args)
     prep = None
+    traces = traces_part(args) if args.trace_lines > 0 else None
     if args.rows > 0:
         if args.workdir is not None:
             args.workdir.mkdir(parents=True, exist_ok=True)
@@ -468,12 +524,19 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "model": model,
         "preprocessing": prep,
+        "call_graph_mining": traces,
         "wall_seconds": time.perf_counter() - started,
     }
     print(format_model_table(model))
     if prep is not None:
         print()
         print(format_prep_table(prep))
+    if traces is not None:
+        print(
+            f"\ncall graph from {traces['lines']:,} log lines of {traces['services']} services: "
+            f"{traces['edges']} edges in {traces['seconds']:.2f} s, "
+            f"peak RSS {traces['peak_rss_mb']:.0f} MiB"
+        )
     print(f"wall time {payload['wall_seconds']:.1f} s", file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")

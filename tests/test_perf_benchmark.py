@@ -39,6 +39,8 @@ def test_smoke_run_writes_tables_and_json(
             "20000",
             "--prep-services",
             "5",
+            "--trace-lines",
+            "2400",
             "--epochs",
             "1",
             "--windows-per-epoch",
@@ -79,5 +81,11 @@ def test_smoke_run_writes_tables_and_json(
     assert event["windows_shape"][1:] == [32, 5, 8]
     assert event["ingest_tensorise_seconds"] >= sum(event["stages"].values()) - 1e-9
 
+    # 5 services as a binary tree (0 -> 1, 2; 1 -> 3, 4): 4 calls and 2 through a middle service.
+    mining = payload["call_graph_mining"]
+    assert (mining["lines"], mining["services"], mining["edges"]) == (2400, 5, 6)
+    assert mining["seconds"] > 0 and mining["peak_rss_mb"] > 0
+
     printed = capsys.readouterr().out
     assert "| S | device | params |" in printed and "| parquet | event |" in printed
+    assert "call graph from 2,400 log lines of 5 services: 6 edges" in printed
