@@ -10,10 +10,13 @@ strictly inside another service's lines is taken to be called by it, directly or
 
 One trace can nest by accident (two parallel calls of one caller, clocks a millisecond apart), so
 an edge needs ``min_traces`` traces that nest that way and at most ``max_reversed`` as many that
-nest the other way round. A service that logs once per request can never enclose another one:
-such sets get fewer edges, never wrong ones. On Nezha's Train Ticket day (46 services, no call
-graph in the recording) an hour of logs gives ``ts-travel-service → ts-basic-service →
-ts-route-service`` and the like, which is the application's documented architecture
+nest the other way round. A service that logs once per request can never enclose another one, and
+clock skew between hosts shifts a callee's lines out of its caller's span (a shift cannot make the
+shorter span enclose the longer one): such sets get fewer edges rather than reversed ones. The
+banking recording in ``../shared/data/reference-recording`` has a trace id on every line, but its
+callee often logs before its caller; it gives no edge at all. On Nezha's Train Ticket day (46
+services, no call graph in the recording) an hour of logs gives ``ts-travel-service →
+ts-basic-service → ts-route-service`` and the like, the application's documented architecture
 (docs/BENCHMARKS.md §4 measures what the ranking gains).
 """
 
