@@ -44,7 +44,7 @@ def canonical() -> pd.DataFrame:
 
 def test_small_fixture_is_read_into_the_canonical_shape() -> None:
     out = read_combined(SMALL, METRICS)
-    assert list(out.columns) == [TIMESTAMP, SERVICE, *METRICS, SEVERITY]
+    assert list(out.columns) == [TIMESTAMP, SERVICE, *METRICS, SEVERITY, "trace_id"]
     assert len(out) == 7
     assert out[TIMESTAMP].is_monotonic_increasing
     assert str(out[TIMESTAMP].dtype) == "datetime64[ns, UTC]"
@@ -89,9 +89,16 @@ def test_epoch_nanosecond_precise_column(tmp_path: Path) -> None:
 
 def test_extra_columns_and_unconfigured_services_are_dropped() -> None:
     out = read_combined(SMALL, METRICS, services=["api", "db", "cache"])
-    assert "traceID" not in out.columns and "hour" not in out.columns
+    assert "hour" not in out.columns and "traceID_num" not in out.columns
     assert set(out[SERVICE]) == {"api", "db", "cache"}  # legacy-batch dropped
     assert out["latency"].isna().sum() == 1  # JSON null stays a gap
+
+
+def test_trace_ids_are_kept_under_the_canonical_name() -> None:
+    out = read_combined(SMALL, METRICS)
+    raw = pd.read_json(SMALL).sort_values("timestamp_nanoseconds", kind="stable")
+    assert "traceID" not in out.columns
+    assert out["trace_id"].tolist() == raw["traceID"].astype(str).tolist()
 
 
 def test_configured_service_missing_from_file_names_the_file() -> None:

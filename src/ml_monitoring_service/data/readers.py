@@ -19,6 +19,7 @@ from ml_monitoring_service.data.schema import (
     SERVICE,
     SEVERITY,
     TIMESTAMP,
+    TRACE_ID,
     to_utc,
     validate_combined,
 )
@@ -27,6 +28,8 @@ from ml_monitoring_service.errors import DataValidationError
 # The reference recording stores a microsecond-precise copy of each event time next to a
 # millisecond-rounded one; ordering events within a burst needs the precise one.
 PRECISE_TIMESTAMP = "timestamp_nanoseconds"
+# The reference recording (and Splunk's field) spells the trace id ``traceID``.
+_TRACE_ALIASES = ("traceID",)
 
 _FORMATS = {
     ".json": "json",
@@ -91,14 +94,23 @@ def _prefer_precise_timestamp(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{TIMESTAMP: precise})
 
 
+def _canonical_trace_id(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rename a ``traceID`` column to ``trace_id`` unless the file has both."""
+    if TRACE_ID in frame.columns:
+        return frame
+    alias = next((name for name in _TRACE_ALIASES if name in frame.columns), None)
+    return frame if alias is None else frame.rename(columns={alias: TRACE_ID})
+
+
 def read_combined(
     path: str | Path, metrics: Sequence[str], services: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Load a combined dataset file and return it validated against the canonical contract.
 
     The format follows the suffix (``.json`` array of records, ``.jsonl``, ``.csv``, ``.parquet``,
-    optionally ``.gz`` for the text formats). Columns beyond the contract (trace ids, derived
-    hour/minute fields) are dropped by validation; a ``message`` column (log text) is kept.
+    optionally ``.gz`` for the text formats). Columns beyond the contract (derived hour/minute
+    fields, numeric trace ids) are dropped by validation; ``message`` (log text) and ``trace_id``
+    (or ``traceID``) are kept.
     """
     path = Path(path)
     kind = _format_of(path)
@@ -111,7 +123,8 @@ def read_combined(
     if len(frame) == 0:
         raise DataValidationError(f"combined dataset file {str(path)!r} holds no rows")
     try:
-        return validate_combined(_prefer_precise_timestamp(frame), services, metrics)
+        frame = _canonical_trace_id(_prefer_precise_timestamp(frame))
+        return validate_combined(frame, services, metrics)
     except DataValidationError as exc:
         raise DataValidationError(f"{str(path)!r}: {exc}") from exc
 
@@ -123,7 +136,7 @@ def numeric_columns(path: str | Path) -> tuple[str, ...]:
     """
     path = Path(path)
     frame = _READERS[_format_of(path)](path)
-    reserved = {TIMESTAMP, SERVICE, SEVERITY, MESSAGE, PRECISE_TIMESTAMP}
+    reserved = {TIMESTAMP, SERVICE, SEVERITY, MESSAGE, TRACE_ID, PRECISE_TIMESTAMP, *_TRACE_ALIASES}
     return tuple(
         column
         for column in frame.columns
