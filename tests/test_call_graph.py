@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ from ml_monitoring_service.data.pod_recordings import read_pod_recording
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP, TRACE_ID
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.explain.call_graph import call_graph, mine_call_graph
+from ml_monitoring_service.outputs.summary import build_summary
 from ml_monitoring_service.rootcause import rank_period
 
 SERVICES = ("frontend", "checkout", "payment")
@@ -109,6 +111,28 @@ def test_without_a_configured_graph_the_ranking_uses_the_learned_one() -> None:
     # A configured graph wins over the logs: here one that explains nothing.
     declared = rank_period(result, period, (("payment", "frontend"),), logs)
     assert [c.service for c in declared] == ["checkout", "frontend", "payment"]
+
+
+def test_the_summary_names_the_graph_and_where_it_came_from() -> None:
+    def summary_graph(edges: tuple[tuple[str, str], ...], learned: bool) -> Any:
+        summary = build_summary(
+            set_name="s",
+            variant_label="event",
+            model_version="v",
+            result=_cascade(),
+            periods=[],
+            edges=edges,
+            edges_learned=learned,
+        )
+        return summary["call_graph"]
+
+    edge = (("checkout", "payment"),)
+    assert summary_graph((), learned=True) == {"source": "none", "edges": []}
+    assert summary_graph(edge, learned=True) == {
+        "source": "trace ids",
+        "edges": [["checkout", "payment"]],
+    }
+    assert summary_graph(edge, learned=False)["source"] == "relationships"
 
 
 TRAIN_TICKET = Path(__file__).resolve().parents[2] / "shared/data/nezha/rca_data/2023-01-29"

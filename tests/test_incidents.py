@@ -198,6 +198,9 @@ def test_a_set_without_relationships_reports_the_graph_learned_from_trace_ids(
     for path in paths:
         assert path[0] == "frontend"
         assert all(learned.has_edge(a, b) for a, b in zip(path, path[1:], strict=False))
+    summary = json.loads((tmp_path / "tiny" / "inference_summary_grid_30s.json").read_text())
+    assert summary["call_graph"]["source"] == "trace ids"
+    assert sorted(map(tuple, summary["call_graph"]["edges"])) == sorted(learned.edges)
 
 
 @pytest.mark.parametrize("variant", ["grid_30s", "event"])
@@ -269,6 +272,10 @@ def test_summary_links_resolve_to_the_reports(run: Any) -> None:
         summary_path = output / "tiny" / f"inference_summary_{variant}.json"
         summary = json.loads(summary_path.read_text())
         assert summary["schema_version"] == 1
+        assert summary["call_graph"] == {
+            "source": "relationships",
+            "edges": [["frontend", "cart"], ["frontend", "checkout"], ["checkout", "payment"]],
+        }
         links = [p["incident_report"] for p in summary["anomalous_periods"]]
         assert len(links) == len(outcome.periods)
         for link, report in zip(links, outcome.incident_reports, strict=True):

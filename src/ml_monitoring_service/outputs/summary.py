@@ -27,11 +27,15 @@ def build_summary(
     result: ScoreResult,
     periods: list[AnomalousPeriod],
     incident_reports: Sequence[str] | None = None,
+    edges: Sequence[tuple[str, str]] = (),
+    edges_learned: bool = False,
 ) -> dict[str, Any]:
     """Everything an operator or a downstream tool needs from one run, as plain JSON types.
 
     ``incident_reports`` (one per period: the report's path relative to the summary) become each
-    period's ``incident_report``.
+    period's ``incident_report``. ``edges`` is the call graph the ranking used, ``edges_learned``
+    whether it came from trace ids rather than the configuration: an operator checking why a
+    service was "explained" needs to see the graph that explained it.
     """
     anomalous = result.is_anomalous
     period_dicts = [period.to_dict() for period in periods]
@@ -56,6 +60,10 @@ def build_summary(
         "service_scores": _per_service(result),
         "metric_scores": _per_metric(result),
         "anomalous_periods": period_dicts,
+        "call_graph": {
+            "source": ("trace ids" if edges_learned else "relationships") if edges else "none",
+            "edges": [list(edge) for edge in edges],
+        },
     }
 
 

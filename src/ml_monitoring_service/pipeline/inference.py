@@ -98,6 +98,8 @@ def score_variant(
         result=result,
         periods=periods,
         incident_reports=[str(r.relative_to(paths["summary"].parent)) for r in reports],
+        edges=edges,
+        edges_learned=not config.edges,
     )
     write_summary(summary, paths["summary"])
     title = f"{config.name} · {variant.label} · model {model_version}"
