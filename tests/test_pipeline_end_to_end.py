@@ -36,6 +36,7 @@ SUMMARY_KEYS = {
     "service_scores",
     "metric_scores",
     "anomalous_periods",
+    "call_graph",
 }
 PERIOD_KEYS = {
     "start",
