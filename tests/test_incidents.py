@@ -364,6 +364,22 @@ LOGS = {
                 }
             ],
         },
+        "checkout": {
+            "baseline_events": 360,
+            "period_events": 31,
+            "templates": [],
+            "exceptions": [],
+            "missing_templates": [
+                {
+                    "template": "INFO c.s.CheckoutServiceImpl#88 charged order <NUM>",
+                    "baseline_count": 180,
+                    "period_count": 0,
+                    "expected_count": 15.4,
+                    "example": "INFO c.s.CheckoutServiceImpl#88 charged order <NUM>",
+                }
+            ],
+            "missing_lines": 15.4,
+        },
         "cart": {"baseline_events": 10, "period_events": 9, "templates": [], "exceptions": []},
     }
 }
@@ -390,7 +406,10 @@ def test_markdown_renders_log_evidence_and_narrative(run: Any, tmp_path: Path) -
     assert "`Timeout calling <*> after <NUM> ms \\| retry` | 0 | 12 | 0 → 12 | new |" in logs
     assert "`java.net.SocketTimeoutException` ×7 (new; fingerprint a1b2c3d4)" in logs
     assert "`com.shop.payment.Client.call` ← `com.shop.payment.Api.pay`" in logs
-    assert "### cart" in logs and "no new or risen messages" in logs
+    checkout = logs.split("### checkout", 1)[1].split("###", 1)[0]
+    assert "Usual messages it stopped writing (its code path changed)" in checkout
+    assert "| `INFO c.s.CheckoutServiceImpl#88 charged order <NUM>` | 180 | 15 | 0 |" in checkout
+    assert "### cart" in logs and "no new, risen or missing messages" in logs
     narrative = markdown.split("## Narrative (LLM, unverified)", 1)[1]
     assert "payment's database connection pool is exhausted" in narrative
     assert "**Confidence:** 0.70" in narrative

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from ml_monitoring_service.data.demo import DemoData, Incident
+from ml_monitoring_service.data.pod_recordings import read_pod_recording
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.explain.log_evidence import MAX_ITEMS, log_evidence
-from ml_monitoring_service.explain.log_templates import mask
+from ml_monitoring_service.explain.log_templates import mask, mine_templates
 
 
 def services_of(data: DemoData) -> list[str]:
@@ -100,8 +102,19 @@ def test_evidence_has_the_contract_shape_and_is_json(
             "templates",
             "exceptions",
             "problem_excess",
+            "missing_templates",
+            "missing_lines",
         }
         assert len(service["templates"]) <= MAX_ITEMS and len(service["exceptions"]) <= MAX_ITEMS
+        assert len(service["missing_templates"]) <= MAX_ITEMS
+        for m in service["missing_templates"]:
+            assert set(m) == {
+                "template",
+                "baseline_count",
+                "period_count",
+                "expected_count",
+                "example",
+            }
         for t in service["templates"]:
             assert set(t) == {
                 "template",
@@ -136,6 +149,8 @@ def test_a_frame_without_messages_gives_empty_evidence_for_every_service(demo: D
         "templates": [],
         "exceptions": [],
         "problem_excess": 0.0,
+        "missing_templates": [],
+        "missing_lines": 0.0,
     }
     assert result == {"services": {s: empty for s in [*services_of(demo), "unknown"]}}
 
@@ -251,3 +266,85 @@ def test_a_gap_in_log_collection_does_not_make_ordinary_warnings_a_rise() -> Non
     loud = log_evidence(lines(*gapped, *burst), start, end, ["api", "web"]).services["api"]
     (template,) = loud.templates
     assert template.period_problems == 60 and loud.problem_excess > 25
+
+
+def _requests(minutes: range, statements: tuple[str, ...], every_s: int = 20) -> list:
+    """Log lines of a service answering a request every ``every_s`` seconds over ``minutes``
+    past 09:00, each request writing ``statements`` (with a varying route id)."""
+    stamps = pd.Timestamp("2024-05-06 09:00") + pd.to_timedelta(
+        np.arange(minutes.start * 60, minutes.stop * 60, every_s), unit="s"
+    )
+    return [
+        (str(t), "travel", 0, f"INFO t.s.TravelServiceImpl#{line} route {i} trip {i * 7}")
+        for i, t in enumerate(stamps)
+        for line in statements
+    ]
+
+
+def test_a_statement_the_service_stopped_writing_is_missing_for_its_own_volume() -> None:
+    # An hour of requests writing #451 then #457; then an exception between them: #451 goes on,
+    # #457 never comes. No warning or error line anywhere.
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:10")
+    frame = lines(*_requests(range(60), ("451", "457")), *_requests(range(60, 70), ("451",)))
+    travel = log_evidence(frame, start, end, ["travel"]).services["travel"]
+    (gone,) = travel.missing_templates
+    assert gone.template == "INFO t.s.TravelServiceImpl#457 route <NUM> trip <NUM>"
+    assert (gone.baseline_count, gone.period_count) == (180, 0)
+    assert gone.expected_count == pytest.approx(15.0)  # half of the period's 30 known lines
+    assert gone.example == gone.template
+    assert travel.missing_lines == pytest.approx(15.0)
+    assert travel.problem_excess == 0.0 and travel.templates == []
+
+
+def test_a_service_that_lost_traffic_misses_nothing() -> None:
+    # Both statements keep their shares at a third of the traffic: fewer requests, same code path.
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:10")
+    frame = lines(
+        *_requests(range(60), ("451", "457")), *_requests(range(60, 70), ("451", "457"), 60)
+    )
+    travel = log_evidence(frame, start, end, ["travel"]).services["travel"]
+    assert travel.period_events == 20
+    assert (travel.missing_templates, travel.missing_lines) == ([], 0.0)
+
+
+def test_code_locations_are_kept_and_never_share_a_template() -> None:
+    header = "12:00:01.5 INFO  t.s.TravelServiceImpl#{} TraceID: 49a51828322183eb x {}"
+    mined = mine_templates([header.format(451, 1), header.format(457, 2), header.format(451, 3)])
+    assert list(mined.template_ids) == [0, 1, 0]
+    assert mined.templates == {
+        0: "<TIME> INFO t.s.TravelServiceImpl#451 TraceID: <HEX> x <NUM>",
+        1: "<TIME> INFO t.s.TravelServiceImpl#457 TraceID: <HEX> x <NUM>",
+    }
+    assert mask("at Client.java:88 [dispatcherServlet]#175 ok") == (
+        "at Client.java:88 [dispatcherServlet]#175 ok"
+    )
+    # A lower-case word before '#' is data; a line number far into the payload is not a header.
+    assert mask("order#4711 shipped") == "order#<NUM> shipped"
+    assert mask("x" * 200 + " Foo#12") == "x" * 200 + " Foo#<NUM>"
+
+
+TRAIN_TICKET = Path(__file__).resolve().parents[2] / "shared/data/nezha/rca_data/2023-01-29"
+
+
+@pytest.mark.skipif(not TRAIN_TICKET.is_dir(), reason="../shared Nezha data not present")
+@pytest.mark.parametrize(
+    ("root", "fault", "statement"),
+    [
+        # Nezha's root_cause_ts.json: the pattern that reveals each `exception` fault.
+        ("ts-travel-service", "2023-01-29T10:12:48Z", "t.s.TravelServiceImpl#457"),
+        ("ts-route-service", "2023-01-29T11:04:05Z", "r.c.RouteController#53"),
+    ],
+)
+def test_train_ticket_exception_faults_show_the_documented_statement_missing_at_the_root(
+    root: str, fault: str, statement: str
+) -> None:
+    services = ("ts-travel-service", "ts-basic-service", "ts-route-service", "ts-price-service")
+    start = pd.Timestamp(fault)
+    end = start + pd.Timedelta("5min")  # Nezha's fault duration
+    frame = read_pod_recording(TRAIN_TICKET, services, {}, start - pd.Timedelta("1h"), end)
+    evidence = log_evidence(frame, start, end, services).services
+    assert {s for s, ev in evidence.items() if ev.missing_lines > 0} == {root}
+    top = evidence[root].missing_templates[0]
+    assert statement in top.template
+    assert top.period_count <= 1 and top.expected_count > 15
+    assert evidence[root].period_events > 40  # still logging: not silence, a broken code path

@@ -118,6 +118,16 @@ def incident() -> dict[str, Any]:
                             "example": "RAW LOG LINE java.net.SocketTimeoutException",
                         }
                     ],
+                    "missing_templates": [
+                        {
+                            "template": "INFO c.s.PaymentImpl#88 charged account 4711",
+                            "baseline_count": 180,
+                            "period_count": 0,
+                            "expected_count": 15.4,
+                            "example": "RAW LOG LINE charged account 4711",
+                        }
+                    ],
+                    "missing_lines": 15.4,
                 }
             }
         },
@@ -196,6 +206,15 @@ def test_request_carries_metadata_but_no_example_raw_line_or_identifier(
         "period_count": 7,
         "new": True,
     }
+    assert logs["missing_templates"] == [
+        {
+            "template": "INFO c.s.PaymentImpl#<NUM> charged account <NUM>",
+            "baseline_count": 180,
+            "period_count": 0,
+            "expected_count": 15.4,
+        }
+    ]
+    assert "missing_lines" not in logs
 
 
 def test_payload_drops_values_of_the_wrong_type() -> None:

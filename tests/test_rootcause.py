@@ -157,6 +157,19 @@ def test_a_service_complaining_in_its_logs_outranks_louder_quiet_scores() -> Non
     assert [c.service for c in both][:2] == ["checkout", "payment"]  # silence comes first
 
 
+def test_missing_usual_log_lines_rank_below_complaints_and_above_scores_alone() -> None:
+    # checkout stopped writing a usual statement (its code path broke) without an error line;
+    # frontend's metrics moved more; payment complains in its logs.
+    result = _result([[1, 1, 1], [9, 2, 3], [9, 2, 3], [9, 2, 3]])
+    missing = {"checkout": 41.0, "frontend": 0.0}
+    alone = rank_root_causes(result, ALL, (), missing_lines=missing)
+    assert [c.service for c in alone] == ["checkout", "frontend", "payment"]
+    assert alone[0].evidence.startswith("41 of its usual log lines missing")
+    assert alone[0].missing_lines == 41.0 and alone[1].missing_lines == 0.0
+    both = rank_root_causes(result, ALL, (), log_problems={"payment": 3.0}, missing_lines=missing)
+    assert [c.service for c in both] == ["payment", "checkout", "frontend"]
+
+
 def _minutely(scores: np.ndarray) -> ScoreResult:
     """``[N, S]`` service scores of 8-minute windows ending a minute apart, threshold 2."""
     ends = pd.date_range("2024-06-01T00:08", periods=len(scores), freq="1min", tz="UTC")

@@ -161,12 +161,21 @@ _TEMPLATE = _record(
     {"template": _text, **_COUNTS, "baseline_problems": _number, "period_problems": _number}
 )
 _EXCEPTION = _record({"type": _text, "frames": _list_of(_text), **_COUNTS})
+_MISSING = _record(
+    {
+        "template": _text,
+        "baseline_count": _number,
+        "period_count": _number,
+        "expected_count": _number,
+    }
+)
 _SERVICE_LOGS = _record(
     {
         "baseline_events": _number,
         "period_events": _number,
         "templates": _list_of(_TEMPLATE),
         "exceptions": _list_of(_EXCEPTION),
+        "missing_templates": _list_of(_MISSING),
     }
 )
 _INCIDENT = _record(

@@ -11,7 +11,17 @@ compares the anomalous period (``start <= timestamp <= end``) with the baseline 
 A template or exception is reported when it is **new** (never seen in the baseline) or when its
 problems **rose**: the period's count is implausible under the baseline rate scaled to the
 period's length (Poisson tail probability below ``_RISE_P``, 0.1 %), so one ordinary error in a
-quiet period is not news, while a burst of them is. Lengths are the time logs were being
+quiet period is not news, while a burst of them is.
+
+A template is **missing** when the service kept writing it in the baseline and the period has
+implausibly few of its lines (same tail probability, the other way) *for the service's own
+volume*: the expected count is the template's baseline share of the period's lines of
+already-known templates. A service that lost traffic writes less of everything and misses
+nothing; one whose code path broke between two statements (an exception thrown after the first,
+a call returning early) still writes the first and no longer the second. Errors say that a
+service noticed a problem; a missing statement says where the requests stopped going the usual
+way, often in a service that logged no error at all (Nezha's Train Ticket ``exception`` faults:
+``TravelServiceImpl#457`` stops while ``#451`` goes on). Lengths are the time logs were being
 collected (``_collected``), so a gap in collection does not dilute the baseline rate. At most
 ``MAX_ITEMS`` per service are kept, the largest excess of problems over the expected count first,
 then new ones, then the most frequent. Examples are masked; nothing unmasked leaves this module.
@@ -28,7 +38,12 @@ import pandas as pd
 from scipy.stats import poisson
 
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
-from ml_monitoring_service.explain.log_templates import first_lines, mask, mine_templates
+from ml_monitoring_service.explain.log_templates import (
+    MinedTemplates,
+    first_lines,
+    mask,
+    mine_templates,
+)
 from ml_monitoring_service.explain.traces import Trace, parse_trace
 
 MAX_ITEMS = 5
@@ -51,6 +66,17 @@ class TemplateEvidence:
     period_problems: int
     new: bool
     example: str
+
+
+@dataclass(frozen=True)
+class MissingTemplate:
+    """A log template the service wrote steadily before and far less than expected in the period."""
+
+    template: str
+    baseline_count: int
+    period_count: int
+    expected_count: float  # its baseline share of the period's lines of known templates
+    example: str  # its first line in the baseline, masked
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,9 @@ class ServiceEvidence:
     # Warning/error lines beyond what the baseline rate predicts, over the reported templates,
     # plus the traces of new exceptions: the size of the service's own complaint, for ranking.
     problem_excess: float = 0.0
+    missing_templates: list[MissingTemplate] = field(default_factory=list)
+    # Expected minus seen lines over every missing template (not only the reported ones).
+    missing_lines: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +198,9 @@ def _service_evidence(rows: pd.DataFrame, start: pd.Timestamp, ratio: float) -> 
     period = (rows[TIMESTAMP] >= start).to_numpy()
     sides = _Sides(~period, period, (rows[SEVERITY].to_numpy() >= 1), ratio)
     messages = rows[MESSAGE].astype(str)
-    templates, exceptions = _templates(messages, sides), _exceptions(messages, sides)
+    mined = mine_templates(first_lines(messages).tolist())
+    templates, exceptions = _templates(mined, sides), _exceptions(messages, sides)
+    missing, missing_lines = _missing(mined, sides)
     excess = sum(max(t.period_problems - ratio * t.baseline_problems, 0.0) for t in templates)
     excess += sum(e.period_count for e in exceptions if e.new)
     return ServiceEvidence(
@@ -178,12 +209,13 @@ def _service_evidence(rows: pd.DataFrame, start: pd.Timestamp, ratio: float) -> 
         templates=templates,
         exceptions=exceptions,
         problem_excess=round(float(excess), 3),
+        missing_templates=missing,
+        missing_lines=round(missing_lines, 3),
     )
 
 
-def _templates(messages: pd.Series, sides: _Sides) -> list[TemplateEvidence]:
+def _templates(mined: MinedTemplates, sides: _Sides) -> list[TemplateEvidence]:
     """Templates of the messages' first lines that stand out; examples are masked lines."""
-    mined = mine_templates(first_lines(messages).tolist())
     table = _standouts(mined.template_ids, np.asarray(mined.masked, dtype=object), sides)
     return [
         TemplateEvidence(
@@ -197,6 +229,37 @@ def _templates(messages: pd.Series, sides: _Sides) -> list[TemplateEvidence]:
         )
         for row in table.to_dict("records")
     ]
+
+
+def _missing(mined: MinedTemplates, sides: _Sides) -> tuple[list[MissingTemplate], float]:
+    """Templates far rarer in the period than the service's own volume predicts, the largest
+    shortfall first (at most ``MAX_ITEMS``), and the summed shortfall of all of them."""
+    table = pd.DataFrame(
+        {"key": mined.template_ids, "baseline": sides.baseline, "period": sides.period}
+    )
+    counts = table.groupby("key").sum().astype(np.int64)
+    known = counts[counts["baseline"] > 0]
+    volume = int(known["period"].sum())
+    if volume == 0:  # silent, or only new templates: nothing is expected of any known one
+        return [], 0.0
+    expected = volume * known["baseline"] / known["baseline"].sum()
+    fell = poisson.cdf(known["period"], expected) < _RISE_P  # P(X <= period_count)
+    shortfall = (expected - known["period"])[fell].sort_values(ascending=False, kind="stable")
+    masked = np.asarray(mined.masked, dtype=object)
+    baseline_rows = np.flatnonzero(sides.baseline)
+    examples = pd.Series(masked[baseline_rows], index=mined.template_ids[baseline_rows])
+    first = examples.groupby(level=0).first()
+    items = [
+        MissingTemplate(
+            template=mined.templates[int(key)],
+            baseline_count=int(known["baseline"][key]),
+            period_count=int(known["period"][key]),
+            expected_count=round(float(expected[key]), 3),
+            example=str(first[key]),
+        )
+        for key in shortfall.index[:MAX_ITEMS]
+    ]
+    return items, float(shortfall.sum())
 
 
 def _exceptions(messages: pd.Series, sides: _Sides) -> list[ExceptionEvidence]:

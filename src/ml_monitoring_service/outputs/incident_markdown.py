@@ -138,16 +138,18 @@ def _plots(plots: Mapping[str, str]) -> str:
 
 
 def _logs(logs: Mapping[str, Any]) -> str:
-    """Per service: new or risen log templates and exceptions (contract B's dict)."""
+    """Per service: new or risen log templates, exceptions and missing usual templates
+    (contract B's dict)."""
     sections = ["## Log evidence"]
     for service, evidence in logs.get("services", {}).items():
         templates, exceptions = evidence.get("templates", []), evidence.get("exceptions", [])
+        missing = evidence.get("missing_templates", [])
         counts = (
             f"{evidence.get('period_events', 0)} events in the period, "
             f"{evidence.get('baseline_events', 0)} before"
         )
-        if not templates and not exceptions:
-            sections.append(f"### {service}\n\n{counts}; no new or risen messages.")
+        if not templates and not exceptions and not missing:
+            sections.append(f"### {service}\n\n{counts}; no new, risen or missing messages.")
             continue
         body = [f"### {service}", counts]
         if templates:
@@ -165,6 +167,20 @@ def _logs(logs: Mapping[str, Any]) -> str:
             body.append(_table(header, rows))
         if exceptions:
             body.append("\n".join(_exception(e) for e in exceptions))
+        if missing:
+            rows = [
+                [
+                    _code(m["template"]),
+                    str(m["baseline_count"]),
+                    f"{m['expected_count']:.0f}",
+                    str(m["period_count"]),
+                ]
+                for m in missing
+            ]
+            body.append(
+                "Usual messages it stopped writing (its code path changed):\n\n"
+                + _table(["template", "before", "expected", "period"], rows)
+            )
         sections.append("\n\n".join(body))
     return "\n\n".join(sections)
 
