@@ -348,3 +348,26 @@ def test_train_ticket_exception_faults_show_the_documented_statement_missing_at_
     assert statement in top.template
     assert top.period_count <= 1 and top.expected_count > 15
     assert evidence[root].period_events > 40  # still logging: not silence, a broken code path
+
+
+def test_errors_that_stop_or_burst_make_no_usual_line_missing() -> None:
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:10")
+    earlier_incident = [
+        (
+            f"2024-05-06 09:{10 + i // 12:02d}:{i % 12 * 5:02d}",
+            "travel",
+            2,
+            f"ERROR route {i} failed",
+        )
+        for i in range(120)
+    ]
+    normal = [*_requests(range(60), ("451", "457")), *_requests(range(60, 70), ("451", "457"))]
+    recovered = log_evidence(lines(*normal, *earlier_incident), start, end, ["travel"])
+    assert recovered.services["travel"].missing_templates == []  # its errors stopped: recovery
+    burst = [
+        (f"2024-05-06 10:0{i // 60}:{i % 60:02d}", "travel", 2, f"ERROR route {i} failed")
+        for i in range(300)
+    ]
+    loud = log_evidence(lines(*normal, *earlier_incident, *burst), start, end, ["travel"])
+    travel = loud.services["travel"]
+    assert travel.problem_excess > 200 and travel.missing_templates == []

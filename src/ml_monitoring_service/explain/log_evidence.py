@@ -11,20 +11,23 @@ compares the anomalous period (``start <= timestamp <= end``) with the baseline 
 A template or exception is reported when it is **new** (never seen in the baseline) or when its
 problems **rose**: the period's count is implausible under the baseline rate scaled to the
 period's length (Poisson tail probability below ``_RISE_P``, 0.1 %), so one ordinary error in a
-quiet period is not news, while a burst of them is.
-
-A template is **missing** when the service kept writing it in the baseline and the period has
-implausibly few of its lines (same tail probability, the other way) *for the service's own
-volume*: the expected count is the template's baseline share of the period's lines of
-already-known templates. A service that lost traffic writes less of everything and misses
-nothing; one whose code path broke between two statements (an exception thrown after the first,
-a call returning early) still writes the first and no longer the second. Errors say that a
-service noticed a problem; a missing statement says where the requests stopped going the usual
-way, often in a service that logged no error at all (Nezha's Train Ticket ``exception`` faults:
-``TravelServiceImpl#457`` stops while ``#451`` goes on). Lengths are the time logs were being
+quiet period is not news, while a burst of them is. Lengths are the time logs were being
 collected (``_collected``), so a gap in collection does not dilute the baseline rate. At most
 ``MAX_ITEMS`` per service are kept, the largest excess of problems over the expected count first,
-then new ones, then the most frequent. Examples are masked; nothing unmasked leaves this module.
+then new ones, then the most frequent.
+
+A template is **missing** when the service kept writing it in the baseline, mostly below warning
+level, and the period has implausibly few of its lines (same tail probability, the other way)
+*for the service's own volume*: the expected count is the template's baseline share of the
+period's lines of such usual templates (errors that stop are a recovery, and a burst of errors
+must not make the usual lines look rare). A service that lost traffic writes less of everything
+and misses nothing; one whose code path broke between two statements (an exception thrown after
+the first, a call returning early) still writes the first and no longer the second. Errors say
+that a service noticed a problem; a missing statement says where the requests stopped going the
+usual way, often in a service that logged no error at all (Nezha's Train Ticket ``exception``
+faults: ``TravelServiceImpl#457`` stops while ``#451`` goes on).
+
+Examples are masked; nothing unmasked leaves this module.
 """
 
 from __future__ import annotations
@@ -235,12 +238,23 @@ def _missing(mined: MinedTemplates, sides: _Sides) -> tuple[list[MissingTemplate
     """Templates far rarer in the period than the service's own volume predicts, the largest
     shortfall first (at most ``MAX_ITEMS``), and the summed shortfall of all of them."""
     table = pd.DataFrame(
-        {"key": mined.template_ids, "baseline": sides.baseline, "period": sides.period}
+        {
+            "key": mined.template_ids,
+            "baseline": sides.baseline,
+            "period": sides.period,
+            "baseline_problems": sides.baseline & sides.problem,
+        }
     )
     counts = table.groupby("key").sum().astype(np.int64)
-    known = counts[counts["baseline"] > 0]
+    # Usual statements only: a warning or error that stops is a recovery, not a broken path, and
+    # a burst of errors must not make the usual lines look rare.
+    known = counts[
+        (counts["baseline"] > 0) & (2 * counts["baseline_problems"] < counts["baseline"])
+    ]
     volume = int(known["period"].sum())
-    if volume == 0:  # silent, or only new templates: nothing is expected of any known one
+    if (
+        volume == 0
+    ):  # silent, or only new or problem templates: nothing is expected of any usual one
         return [], 0.0
     expected = volume * known["baseline"] / known["baseline"].sum()
     fell = poisson.cdf(known["period"], expected) < _RISE_P  # P(X <= period_count)
