@@ -143,6 +143,7 @@ from ml_monitoring_service.detectors import (  # noqa: E402
     WindowDetector,
 )
 from ml_monitoring_service.errors import DataValidationError  # noqa: E402
+from ml_monitoring_service.explain.log_evidence import LogEvidence  # noqa: E402
 from ml_monitoring_service.metrics_vus import point_metrics  # noqa: E402
 from ml_monitoring_service.pipeline.training import chronological_split  # noqa: E402
 from ml_monitoring_service.prepare.densify import (  # noqa: E402
@@ -716,13 +717,16 @@ def evaluate_nezha_day(
     injections = [f.time for f in day.faults]
     outcomes: dict[str, list[fault_evaluation.FaultOutcome]] = {}
     detectors: dict[str, dict[str, Any]] = {}
+    evidence_cache: dict[tuple[pd.Timestamp, pd.Timestamp], LogEvidence] = {}  # every detector
     for name in args.detector_list:
         started = time.perf_counter()
         try:
             detector = build_detector(name, args).fit(day.train, day.val)
             result = detector.score(day.scored)
             found = [
-                fault_evaluation.judge(result, w, day.call_graph, day.logs, NEZHA_CLIENT_METRICS)
+                fault_evaluation.judge(
+                    result, w, day.call_graph, day.logs, NEZHA_CLIENT_METRICS, evidence_cache
+                )
                 for w in windows
             ]
         except Exception as exc:  # reported for this day and detector, the others still run

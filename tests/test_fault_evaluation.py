@@ -9,6 +9,7 @@ import pytest
 from ml_monitoring_service.data.pod_recordings import InjectedFault
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.detectors import ScoreResult
+from ml_monitoring_service.explain.log_evidence import LogEvidence, ServiceEvidence
 from ml_monitoring_service.fault_evaluation import (
     FaultOutcome,
     FaultWindow,
@@ -100,7 +101,8 @@ def log_lines(
     )
 
 
-def test_judge_ranks_a_service_complaining_in_its_logs_first() -> None:
+def complaining_api() -> tuple[ScoreResult, FaultWindow, pd.DataFrame]:
+    """db scores highest; api, the injected service, writes new errors about itself."""
     scores = np.array([0.1, 0.1, 0.1, 0.2, 0.9, 0.9, 0.1, 0.1])
     services = np.array([[0.0, 1.0]] * 4 + [[0.0, 3.0], [5.0, 0.0]] + [[0.0, 1.0]] * 2)
     result = result_for(scores, services, threshold=0.5)
@@ -112,6 +114,11 @@ def test_judge_ranks_a_service_complaining_in_its_logs_first() -> None:
             log_lines("api", 3.2, 7, 20, "connection pool exhausted for", 2.0),
         ]
     ).sort_values(TIMESTAMP, ignore_index=True)
+    return result, window, logs
+
+
+def test_judge_ranks_a_service_complaining_in_its_logs_first() -> None:
+    result, window, logs = complaining_api()
     assert judge(result, window) == FaultOutcome(True, 1.5, 2)  # scores alone: db first
     assert judge(result, window, logs=logs) == FaultOutcome(True, 1.5, 1)
     # The ranking looks back one hour, like a daemon: the same errors at the same rate until
@@ -153,3 +160,14 @@ def test_summarise_leaves_unscorable_faults_out_of_the_rates() -> None:
     assert (summary["faults"], summary["scorable"], summary["detected"]) == (3, 2, 1)
     assert summary["detection_rate"] == 0.5 and summary["mean_delay_min"] == 1.0
     assert summary["ac@1"] == 0.5
+
+
+def test_judges_of_one_recording_share_the_log_evidence_of_a_span() -> None:
+    result, window, logs = complaining_api()
+    cache: dict[tuple[pd.Timestamp, pd.Timestamp], LogEvidence] = {}
+    assert judge(result, window, logs=logs, evidence_cache=cache) == FaultOutcome(True, 1.5, 1)
+    (span,) = cache
+    assert cache[span].services["api"].problem_excess > 0
+    # The next detector's judge reads the evidence kept for the span instead of mining again.
+    cache[span] = LogEvidence({"api": ServiceEvidence(), "db": ServiceEvidence(problem_excess=9.0)})
+    assert judge(result, window, logs=logs, evidence_cache=cache) == FaultOutcome(True, 1.5, 2)

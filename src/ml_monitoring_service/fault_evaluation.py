@@ -31,6 +31,7 @@ import pandas as pd
 from ml_monitoring_service.data.pod_recordings import InjectedFault
 from ml_monitoring_service.data.schema import TIMESTAMP
 from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.prepare.densify import ServiceTensor
 from ml_monitoring_service.prepare.normalise import RobustScaler
 from ml_monitoring_service.rootcause import rank_period
@@ -117,6 +118,7 @@ def judge(
     edges: Sequence[tuple[str, str]] = (),
     logs: pd.DataFrame | None = None,
     client_metrics: Collection[str] = (),
+    evidence_cache: dict[tuple[pd.Timestamp, pd.Timestamp], LogEvidence] | None = None,
 ) -> FaultOutcome:
     """Detection, delay and the injected service's rank in the shipped root-cause ranking.
 
@@ -124,7 +126,9 @@ def judge(
     summed service score. ``logs`` (the recording's log events) lets the ranking see services
     that fell silent or complain in their logs, as the inference pipeline does; it sees the
     ``LOG_LOOKBACK`` before the fault's windows, as a daemon would. ``client_metrics`` are the
-    recording's client-side metrics (:func:`rootcause.rank_root_causes`).
+    recording's client-side metrics (:func:`rootcause.rank_root_causes`). ``evidence_cache``, shared
+    between the detectors of one recording, keeps the log evidence per span of windows: it depends
+    on the logs and the span only, and mining it dominates judging on a day with many log lines.
     """
     inside = _ends_inside(result.ends, window)
     if not inside.any():
@@ -133,11 +137,17 @@ def judge(
     delay = None
     if alerts.any():
         delay = (result.ends[int(np.argmax(alerts))] - window.start) / pd.Timedelta(minutes=1)
+    evidence = None
     if logs is not None:
-        since = result.starts[inside][0] - LOG_LOOKBACK
-        logs = logs[(logs[TIMESTAMP] >= since) & (logs[TIMESTAMP] <= result.ends[inside][-1])]
+        span = (result.starts[inside][0], result.ends[inside][-1])
+        logs = logs[(logs[TIMESTAMP] >= span[0] - LOG_LOOKBACK) & (logs[TIMESTAMP] <= span[1])]
+        if evidence_cache is not None:
+            if span not in evidence_cache:
+                evidence_cache[span] = log_evidence(logs, *span, result.services)
+            evidence = evidence_cache[span]
     ranking = [
-        c.service for c in rank_period(result, inside, edges, logs, client_metrics=client_metrics)
+        c.service
+        for c in rank_period(result, inside, edges, logs, evidence, client_metrics=client_metrics)
     ]
     return FaultOutcome(bool(alerts.any()), delay, _rank(ranking, window.service))
 
