@@ -26,8 +26,9 @@ the metrics). ``--max-epochs`` (transformer): default 10 for the SMD layout and 
 the settings of docs/BENCHMARKS.md sections 3 and 4.
 
 **Runtime** with all five detectors, default settings, one PyTorch thread on a 2-core machine:
-about 40 s per SMD machine (~24k train + ~24k test rows, 38 metrics), 15 s per ASD server, 45 s
-per Nezha day (10 to 46 services); the transformer takes most of it.
+about 40 s per SMD machine (~24k train + ~24k test rows, 38 metrics), 15 s per ASD server, 1–2
+min per Online Boutique day (10 services) and about 3 min for the Train Ticket day (46 services,
+170k log lines mined once per fault for all detectors); the transformer takes most of it.
 
 **Output.** Plain-text tables per machine and of the means on stdout, then the means as a
 Markdown table; progress on stderr; the JSON at ``--out``:
