@@ -315,12 +315,13 @@ def test_code_locations_are_kept_and_never_share_a_template() -> None:
         0: "<TIME> INFO t.s.TravelServiceImpl#451 TraceID: <HEX> x <NUM>",
         1: "<TIME> INFO t.s.TravelServiceImpl#457 TraceID: <HEX> x <NUM>",
     }
-    assert mask("at Client.java:88 [dispatcherServlet]#175 ok") == (
-        "at Client.java:88 [dispatcherServlet]#175 ok"
-    )
-    # A lower-case word before '#' is data; a line number far into the payload is not a header.
+    kept = "at Client.java:88 o.a.c.c.C.[.[dispatcherServlet]#175 ok"
+    assert mask(kept) == kept
+    # A lower-case or unqualified word before '#' is data (an order or invoice id), and a
+    # line number far into the payload is not a header.
     assert mask("order#4711 shipped") == "order#<NUM> shipped"
-    assert mask("x" * 200 + " Foo#12") == "x" * 200 + " Foo#<NUM>"
+    assert mask("Invoice#48213 failed") == "Invoice#<NUM> failed"
+    assert mask("x" * 200 + " a.Foo#12") == "x" * 200 + " a.Foo#<NUM>"
 
 
 TRAIN_TICKET = Path(__file__).resolve().parents[2] / "shared/data/nezha/rca_data/2023-01-29"

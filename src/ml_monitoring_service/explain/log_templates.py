@@ -6,8 +6,8 @@ certainly a variable (UUIDs, times, IPs, hex ids, numbers) before drain3's clust
 whatever else varies between similar lines into ``<*>``. Masked text is also what may be shown
 or sent elsewhere: ids and numbers never leave this module unmasked.
 
-A *code location* (``TravelServiceImpl#457``, ``OrderController.java:88``: a logger's class and
-line) is not a variable: it names the statement that wrote the line. It is kept unmasked, and
+A *code location* (``t.s.TravelServiceImpl#457``, ``OrderController.java:88``: a logger's class
+and line) is not a variable: it names the statement that wrote the line. It is kept unmasked, and
 lines from different locations never share a template, however alike their text: drain3 would
 otherwise merge ``Impl#451 ... <*>`` and ``Impl#457 ... <*>``, and a service whose code path broke
 between two statements (the first still logs, the second no longer does) would look unchanged.
@@ -34,11 +34,19 @@ from drain3.template_miner_config import TemplateMinerConfig
 logging.getLogger("drain3").setLevel(logging.WARNING)
 
 SOURCE_EXTENSIONS = ("java", "kt", "scala", "groovy", "py", "go", "rb", "js", "ts", "cs", "php")
-# A code location: ``pkg.ClassName#123`` or ``[servletName]#123`` (a logger's class, ``#``, line),
-# or ``file.<ext>:123``. A lower-case word before ``#`` (``order#123``) is data, not code.
-CODE_LOCATION = re.compile(  # matched from token starts only (the lookbehind): no quadratic scan
-    r"(?<![\w$.\[\]-])(?:[\w$.\[\]]*[.\[])?(?:[A-Z][\w$]*|[\w$]*\])#\d+"
-    r"|(?<![\w$.\[\]-])[\w-]+\.(?:" + "|".join(SOURCE_EXTENSIONS) + r"):\d+"
+# A code location: a package-qualified class and its line (``t.s.TravelServiceImpl#457``), the
+# same with a bracketed servlet name (``o.a.c.c.C.[.[dispatcherServlet]#175``), or
+# ``file.<ext>:123``. A bare ``Invoice#48213`` is data (an id), not code: kept, every id would be a
+# template of its own and every line "new". Matched from token starts only (the lookbehind).
+_TOKEN_START = r"(?<![\w$.\[\]-])"
+CODE_LOCATION = re.compile(
+    _TOKEN_START
+    + r"(?:(?:[\w$]+\.)+[A-Z][\w$]*|[\w$.\[\]]*\.\[[\w$.\[\]]*\])#\d{1,5}(?!\d)"
+    + "|"
+    + _TOKEN_START
+    + r"[\w-]+\.(?:"
+    + "|".join(SOURCE_EXTENSIONS)
+    + r"):\d{1,6}(?!\d)"
 )
 
 # Most specific first: a UUID or an IP must be masked whole before NUM takes its digit runs.
