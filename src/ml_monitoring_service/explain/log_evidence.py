@@ -237,24 +237,15 @@ def _templates(mined: MinedTemplates, sides: _Sides) -> list[TemplateEvidence]:
 def _missing(mined: MinedTemplates, sides: _Sides) -> tuple[list[MissingTemplate], float]:
     """Templates far rarer in the period than the service's own volume predicts, the largest
     shortfall first (at most ``MAX_ITEMS``), and the summed shortfall of all of them."""
-    table = pd.DataFrame(
-        {
-            "key": mined.template_ids,
-            "baseline": sides.baseline,
-            "period": sides.period,
-            "baseline_problems": sides.baseline & sides.problem,
-        }
-    )
-    counts = table.groupby("key").sum().astype(np.int64)
+    counts = _counts(mined.template_ids, sides)
     # Usual statements only: a warning or error that stops is a recovery, not a broken path, and
     # a burst of errors must not make the usual lines look rare.
     known = counts[
         (counts["baseline"] > 0) & (2 * counts["baseline_problems"] < counts["baseline"])
     ]
     volume = int(known["period"].sum())
-    if (
-        volume == 0
-    ):  # silent, or only new or problem templates: nothing is expected of any usual one
+    # Silent, or only new or problem templates: nothing is expected of any usual one.
+    if volume == 0:
         return [], 0.0
     expected = volume * known["baseline"] / known["baseline"].sum()
     fell = poisson.cdf(known["period"], expected) < _RISE_P  # P(X <= period_count)
@@ -309,6 +300,24 @@ def _standouts(keys: np.ndarray, lines: np.ndarray, sides: _Sides) -> pd.DataFra
     ``new``, ``example`` (the key's first line in the period, else in the baseline). At most
     ``MAX_ITEMS`` rows, ordered by excess problems over the expected count, then new, then count.
     """
+    counts = _counts(keys, sides)
+    expected = sides.ratio * counts["baseline_problems"]
+    surprise = poisson.sf(counts["period_problems"] - 1, expected)  # P(X >= period_problems)
+    counts["new"] = (counts["baseline"] == 0) & (counts["period"] > 0)
+    rose = (counts["period_problems"] > 0) & (surprise < _RISE_P)
+    counts["excess"] = counts["period_problems"] - expected
+    ranked = counts[counts["new"] | rose].sort_values(
+        ["excess", "new", "period"], ascending=False, kind="stable"
+    )
+    order = np.lexsort((np.arange(len(keys)), ~sides.period))  # period rows first, in time order
+    examples = pd.Series(lines[order], index=keys[order]).groupby(level=0).first()
+    top = ranked.head(MAX_ITEMS).reset_index()
+    return top.assign(example=examples.reindex(top["key"]).to_numpy())
+
+
+def _counts(keys: np.ndarray, sides: _Sides) -> pd.DataFrame:
+    """Per key (the index): its lines in the ``baseline`` and in the ``period``, and the warning
+    or error lines among them (``baseline_problems``, ``period_problems``)."""
     table = pd.DataFrame(
         {
             "key": keys,
@@ -318,19 +327,7 @@ def _standouts(keys: np.ndarray, lines: np.ndarray, sides: _Sides) -> pd.DataFra
             "period_problems": sides.period & sides.problem,
         }
     )
-    counts = table.groupby("key").sum().astype(np.int64)
-    expected = sides.ratio * counts["baseline_problems"]
-    surprise = poisson.sf(counts["period_problems"] - 1, expected)  # P(X >= period_problems)
-    counts["new"] = (counts["baseline"] == 0) & (counts["period"] > 0)
-    rose = (counts["period_problems"] > 0) & (surprise < _RISE_P)
-    counts["excess"] = counts["period_problems"] - expected
-    ranked = counts[counts["new"] | rose].sort_values(
-        ["excess", "new", "period"], ascending=False, kind="stable"
-    )
-    order = np.lexsort((np.arange(len(table)), ~sides.period))  # period rows first, in time order
-    examples = pd.Series(lines[order], index=keys[order]).groupby(level=0).first()
-    top = ranked.head(MAX_ITEMS).reset_index()
-    return top.assign(example=examples.reindex(top["key"]).to_numpy())
+    return table.groupby("key").sum().astype(np.int64)
 
 
 def _utc(value: pd.Timestamp) -> pd.Timestamp:
