@@ -19,7 +19,7 @@ from ml_monitoring_service.data.demo import DemoData, Incident
 from ml_monitoring_service.data.pod_recordings import read_pod_recording
 from ml_monitoring_service.data.schema import MESSAGE, SERVICE, SEVERITY, TIMESTAMP
 from ml_monitoring_service.explain.log_evidence import MAX_ITEMS, log_evidence
-from ml_monitoring_service.explain.log_templates import mask, mine_templates
+from ml_monitoring_service.explain.log_templates import mask, message_text, mine_templates
 
 
 def services_of(data: DemoData) -> list[str]:
@@ -322,6 +322,60 @@ def test_code_locations_are_kept_and_never_share_a_template() -> None:
     assert mask("order#4711 shipped") == "order#<NUM> shipped"
     assert mask("Invoice#48213 failed") == "Invoice#<NUM> failed"
     assert mask("x" * 200 + " a.Foo#12") == "x" * 200 + " a.Foo#<NUM>"
+
+
+def _container_line(message: str, span: int) -> str:
+    """A line as a container runtime stores it: its JSON wrapper around the service's JSON log."""
+    app = {
+        "message": f"TraceID: 4c87ec97bae0{span:020x} SpanID: e4006dce{span:08x} {message}",
+        "severity": "info",
+        "timestamp": f"2024-05-06T09:00:{span % 60:02d}.5Z",
+    }
+    return json.dumps({"log": json.dumps(app) + "\n", "stream": "stdout", "time": app["timestamp"]})
+
+
+def test_structured_lines_are_read_by_their_message() -> None:
+    wrapped = _container_line("Start charge card", 7)
+    assert message_text(wrapped).endswith("SpanID: e4006dce00000007 Start charge card")
+    assert message_text('{"level": "warn", "MSG": "disk full"}') == "disk full"
+    for unchanged in ('{"user": "u1", "amount": 3}', "[1, 2]", "{not json", "plain {text}"):
+        assert message_text(unchanged) == unchanged
+
+
+def test_a_shared_preamble_does_not_merge_different_messages() -> None:
+    # Same length, same "TraceID: .. SpanID: .." preamble, different statements: two templates;
+    # the same statement with other ids: one.
+    lines_ = [
+        f"TraceID: {i:032x} SpanID: {i:016x} {text}"
+        for i, text in enumerate(
+            ["Start charge card", "Order placed ok", "Start charge card"], start=11
+        )
+    ]
+    mined = mine_templates(lines_)
+    assert list(mined.template_ids) == [0, 1, 0]
+    assert mined.templates[0] == "TraceID: <HEX> SpanID: <HEX> Start charge card"
+
+
+def test_a_statement_missing_from_container_json_logs_is_named_by_its_message() -> None:
+    # Every request logs "Start charge card" then "Charge successfully"; in the period the
+    # charge fails silently after the first. The logs are JSON inside a runtime's JSON.
+    def requests(minutes: range, statements: tuple[str, ...]) -> list:
+        stamps = pd.Timestamp("2024-05-06 09:00") + pd.to_timedelta(
+            np.arange(minutes.start * 60, minutes.stop * 60, 20), unit="s"
+        )
+        return [
+            (str(t), "checkout", 0, _container_line(text, i))
+            for i, t in enumerate(stamps)
+            for text in statements
+        ]
+
+    start, end = pd.Timestamp("2024-05-06 10:00"), pd.Timestamp("2024-05-06 10:10")
+    both = ("Start charge card", "Charge successfully")
+    frame = lines(*requests(range(60), both), *requests(range(60, 70), both[:1]))
+    checkout = log_evidence(frame, start, end, ["checkout"]).services["checkout"]
+    (gone,) = checkout.missing_templates
+    assert gone.template == "TraceID: <HEX> SpanID: <HEX> Charge successfully"
+    assert (gone.baseline_count, gone.period_count) == (180, 0)
 
 
 TRAIN_TICKET = Path(__file__).resolve().parents[2] / "shared/data/nezha/rca_data/2023-01-29"

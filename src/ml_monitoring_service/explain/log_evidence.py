@@ -45,6 +45,7 @@ from ml_monitoring_service.explain.log_templates import (
     MinedTemplates,
     first_lines,
     mask,
+    message_text,
     mine_templates,
 )
 from ml_monitoring_service.explain.traces import Trace, parse_trace
@@ -200,7 +201,7 @@ def _collected(
 def _service_evidence(rows: pd.DataFrame, start: pd.Timestamp, ratio: float) -> ServiceEvidence:
     period = (rows[TIMESTAMP] >= start).to_numpy()
     sides = _Sides(~period, period, (rows[SEVERITY].to_numpy() >= 1), ratio)
-    messages = rows[MESSAGE].astype(str)
+    messages = rows[MESSAGE].astype(str).map(message_text)
     mined = mine_templates(first_lines(messages).tolist())
     templates, exceptions = _templates(mined, sides), _exceptions(messages, sides)
     missing, missing_lines = _missing(mined, sides)

@@ -12,12 +12,19 @@ lines from different locations never share a template, however alike their text:
 otherwise merge ``Impl#451 ... <*>`` and ``Impl#457 ... <*>``, and a service whose code path broke
 between two statements (the first still logs, the second no longer does) would look unchanged.
 
+A *structured* line (a JSON object, such as a container runtime's ``{"log": "...", "stream":
+...}`` wrapper around an application's own ``{"message": "...", "severity": ...}``) is mined by its
+message (:func:`message_text`). Left whole, every line of a service shares the same keys and
+punctuation, drain3 finds any two lines of equal length similar enough to merge, and ``Start
+charge card`` and ``Charge successfully`` become one ``<*> <*> <*>`` template.
+
 drain3 is configured here in code, never from a ``drain3.ini`` in the working directory, and runs
 without persistence (no state files) or profiling; its per-miner INFO line is silenced.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -74,6 +81,12 @@ def miner_config() -> TemplateMinerConfig:
     return config
 
 
+PARAMETER = "<*>"  # drain3's wildcard, for whatever varies between the lines of one template
+_PLACEHOLDER = re.compile("|".join(f"<{name}>" for _, name in MASKS))
+# Keys that hold a structured line's text, compared case-insensitively, most specific first.
+MESSAGE_KEYS = ("message", "msg", "@message", "log")
+_MAX_NESTING = 3  # a runtime's wrapper around a logger's JSON around, rarely, one more
+
 HEADER = 160
 _KEEP = "\x00"  # stands in for a code location while the masks run: no mask matches it
 MASKER = LogMasker([MaskingInstruction(pattern, name) for pattern, name in MASKS])
@@ -116,20 +129,62 @@ def mine_templates(lines: Sequence[str]) -> MinedTemplates:
     np.minimum.at(first_seen, inverse, np.arange(len(masked)))
     miners: dict[str, TemplateMiner] = {}
     cluster_keys = np.zeros(len(shapes), dtype=object)
+    members: dict[tuple[str, int], list[list[str]]] = {}
     for shape in np.argsort(first_seen, kind="stable"):  # in order of appearance
         text = str(shapes[shape])
         found = CODE_LOCATION.search(text)
         location = found.group() if found else ""
         miner = miners.setdefault(location, TemplateMiner(config=miner_config()))
-        cluster_keys[shape] = (location, miner.add_log_message(text)["cluster_id"])
+        tokens = text.split()
+        key = (location, miner.add_log_message(_as_parameters(tokens))["cluster_id"])
+        cluster_keys[shape] = key
+        members.setdefault(key, []).append(tokens)
     ids = {key: i for i, key in enumerate(dict.fromkeys(cluster_keys[np.argsort(first_seen)]))}
-    templates = {
-        ids[(location, c.cluster_id)]: c.get_template()
-        for location, miner in miners.items()
-        for c in miner.drain.clusters
-    }
+    templates = {ids[key]: _agreement(tokens) for key, tokens in members.items()}
     shape_ids = np.array([ids[key] for key in cluster_keys], dtype=np.int64)
     return MinedTemplates(shape_ids[inverse], masked, templates)
+
+
+def message_text(line: str) -> str:
+    """The text a structured (JSON object) log line carries, unwrapped as often as it is nested;
+    any other line as it is.
+
+    The first of ``MESSAGE_KEYS`` whose value is a string is the text; a JSON object without one
+    stays whole. Trailing whitespace goes (a runtime's wrapper ends every line with its newline).
+    """
+    text = line
+    for _ in range(_MAX_NESTING):
+        stripped = text.strip()
+        if not stripped.startswith("{"):
+            break
+        try:
+            record = json.loads(stripped)
+        except ValueError:
+            break
+        if not isinstance(record, dict):
+            break
+        keys = {str(key).lower(): value for key, value in record.items()}
+        found = next((keys[k] for k in MESSAGE_KEYS if isinstance(keys.get(k), str)), None)
+        if found is None:
+            break
+        text = found
+    return text.rstrip()
+
+
+def _as_parameters(tokens: list[str]) -> str:
+    """A masked line as drain3 should compare it: a token that is nothing but a placeholder
+    (``<HEX>``, ``<TIME>``...) becomes drain3's own parameter ``<*>``, which its similarity does
+    not count as shared. Counted, a preamble such as ``<TIME> TraceID: <HEX> SpanID: <HEX>``
+    would make any two messages of equal length similar enough to merge."""
+    return " ".join(PARAMETER if _PLACEHOLDER.fullmatch(token) else token for token in tokens)
+
+
+def _agreement(members: list[list[str]]) -> str:
+    """A cluster's template: each position's token where all its masked lines agree, else
+    ``<*>`` (drain3's rule, applied to the masked text, so placeholders keep their names)."""
+    return " ".join(
+        column[0] if len(set(column)) == 1 else PARAMETER for column in zip(*members, strict=True)
+    )
 
 
 def first_lines(messages: pd.Series) -> pd.Series:
