@@ -170,6 +170,26 @@ def test_missing_usual_log_lines_rank_below_complaints_and_above_scores_alone() 
     assert [c.service for c in both] == ["payment", "checkout", "frontend"]
 
 
+def test_a_caller_missing_lines_ranks_below_its_callee_missing_lines_too() -> None:
+    # payment's code path broke (it misses a usual statement); checkout, whose call to it now
+    # fails, takes another path and misses lines too, with larger scores.
+    result = _result([[1, 1, 1], [3, 9, 2], [3, 9, 2], [3, 9, 2]])
+    missing = {"checkout": 30.0, "payment": 12.0}
+    ranking = rank_root_causes(result, ALL, EDGES, missing_lines=missing)
+    assert [c.service for c in ranking] == ["payment", "checkout", "frontend"]
+    assert ranking[0].missing_below is None and ranking[1].missing_below == "payment"
+    assert ranking[1].evidence.endswith("its callee payment misses usual lines too")
+    # Without the callee's missing lines, or without the graph, checkout is no echo.
+    alone = rank_root_causes(result, ALL, EDGES, missing_lines={"checkout": 30.0})
+    assert [c.service for c in alone][0] == "checkout" and alone[0].missing_below is None
+    no_graph = rank_root_causes(result, ALL, (), missing_lines=missing)
+    assert [c.service for c in no_graph] == ["checkout", "payment", "frontend"]
+    # The echo stays above services that miss nothing.
+    only_frontend_scores = _result([[1, 1, 1], [9, 3, 2], [9, 3, 2], [9, 3, 2]])
+    echo = rank_root_causes(only_frontend_scores, ALL, EDGES, missing_lines=missing)
+    assert [c.service for c in echo] == ["payment", "checkout", "frontend"]
+
+
 def _minutely(scores: np.ndarray) -> ScoreResult:
     """``[N, S]`` service scores of 8-minute windows ending a minute apart, threshold 2."""
     ends = pd.date_range("2024-06-01T00:08", periods=len(scores), freq="1min", tz="UTC")

@@ -34,9 +34,12 @@ the data moved; a service writing new errors about itself is usually the one tha
 their usual statements while still logging (``ServiceEvidence.missing_lines``) rank above those
 that did not. A code path that broke inside a service without an error line of its own (an
 exception swallowed into an error response, an early return) shows there and nowhere else; its
-callers usually complain, which is why complaints still come first. On Nezha's Train Ticket day
-(no call graph recorded, root metrics barely moving) this raised AC@3 from 0.536 to 0.714
-(docs/BENCHMARKS.md §4).
+callers usually complain, which is why complaints still come first. A caller whose call fails
+takes another path too and misses lines of its own: among the services missing lines, one with a
+callee (directly or further down) that misses lines as well ranks below those without, as the
+likely echo. On Nezha's Train Ticket day (no call graph recorded, root metrics barely moving)
+the missing group raised AC@3 from 0.536 to 0.714, the echo rule to 0.750 (docs/BENCHMARKS.md
+§4).
 
 Each candidate carries a confidence in [0, 1] (its share of the summed scores, explained services
 discounted, made non-increasing down the ranking, so the confidences sum to at most 1) and short
@@ -72,6 +75,7 @@ class Candidate:
     silence: Silence | None = None  # set when the service stopped logging in the period
     log_problems: float = 0.0  # warning/error log lines beyond its baseline rate, new traces
     missing_lines: float = 0.0  # usual log lines it no longer wrote, for its own volume
+    missing_below: str | None = None  # a callee (or further down) missing usual lines too
 
     @property
     def evidence(self) -> str:
@@ -80,6 +84,8 @@ class Candidate:
         text = f"summed score {self.score:.1f}, {onset}, top metric {self.metric}"
         if self.missing_lines > 0:
             text = f"{self.missing_lines:.0f} of its usual log lines missing; {text}"
+            if self.missing_below is not None:
+                text += f"; its callee {self.missing_below} misses usual lines too"
         if self.log_problems > 0:
             text = f"{self.log_problems:.0f} more warning/error log lines than usual; {text}"
         if self.silence is not None:
@@ -133,17 +139,19 @@ def rank_root_causes(
     tops = [result.features[int(np.argmax(peaks[s]))] for s in range(len(result.services))]
     leads = [0 if top in client_metrics else lead for top in tops]
     explained = _explained_by(result.services, edges, onsets, leads, totals)
-    for s, caller in enumerate(_silent_callers(result.services, edges, quiet)):
+    for s, caller in enumerate(_nearest_flagged(result.services, edges, quiet, upstream=True)):
         if quiet[s]:
             explained[s] = caller
     complains = [(log_problems or {}).get(name, 0.0) > 0 for name in result.services]
     missing = [(missing_lines or {}).get(name, 0.0) > 0 for name in result.services]
+    echoes = _nearest_flagged(result.services, edges, missing, upstream=False)
     order = sorted(
         range(len(totals)),
         key=lambda s: (
             not quiet[s],
             not complains[s],
             not missing[s],
+            missing[s] and echoes[s] is not None,
             explained[s] is not None,
             -totals[s],
         ),
@@ -161,6 +169,7 @@ def rank_root_causes(
             silence=None if silent is None else silent.get(result.services[s]),
             log_problems=(log_problems or {}).get(result.services[s], 0.0),
             missing_lines=(missing_lines or {}).get(result.services[s], 0.0),
+            missing_below=echoes[s] if missing[s] else None,
         )
         for rank, s in enumerate(order)
     ]
@@ -220,11 +229,7 @@ def _explained_by(
     Downstream means reachable along caller → callee edges; the earliest such service is named
     (ties: the nearest, then the largest summed score).
     """
-    index = {name: i for i, name in enumerate(services)}
-    callees: dict[int, list[int]] = {i: [] for i in range(len(services))}
-    for caller, callee in edges:
-        if caller in index and callee in index and caller != callee:
-            callees[index[caller]].append(index[callee])
+    callees = _adjacency(services, edges)
     found: list[str | None] = []
     for s, onset in enumerate(onsets):
         best: tuple[int, int, float, int] | None = None  # (onset, hops, -score, service)
@@ -237,19 +242,33 @@ def _explained_by(
     return found
 
 
-def _silent_callers(
-    services: Sequence[str], edges: Sequence[tuple[str, str]], quiet: Sequence[bool]
+def _nearest_flagged(
+    services: Sequence[str],
+    edges: Sequence[tuple[str, str]],
+    flagged: Sequence[bool],
+    upstream: bool,
 ) -> list[str | None]:
-    """Per service, the nearest silent service upstream of it (a caller, or a caller's caller)."""
-    index = {name: i for i, name in enumerate(services)}
-    callers: dict[int, list[int]] = {i: [] for i in range(len(services))}
-    for caller, callee in edges:
-        if caller in index and callee in index and caller != callee:
-            callers[index[callee]].append(index[caller])
+    """Per service, the nearest flagged service among its callers and their callers
+    (``upstream``) or among its callees and theirs."""
+    neighbours = _adjacency(services, edges, upstream)
     return [
-        next((services[u] for _, u in _downstream(s, callers) if quiet[u]), None)
+        next((services[u] for _, u in _downstream(s, neighbours) if flagged[u]), None)
         for s in range(len(services))
     ]
+
+
+def _adjacency(
+    services: Sequence[str], edges: Sequence[tuple[str, str]], upstream: bool = False
+) -> dict[int, list[int]]:
+    """Per service index, the indices of its callees (or callers, ``upstream``); edges naming an
+    unknown service, and self-calls, are left out."""
+    index = {name: i for i, name in enumerate(services)}
+    neighbours: dict[int, list[int]] = {i: [] for i in range(len(services))}
+    for caller, callee in edges:
+        if caller in index and callee in index and caller != callee:
+            source, target = (callee, caller) if upstream else (caller, callee)
+            neighbours[index[source]].append(index[target])
+    return neighbours
 
 
 def _downstream(source: int, callees: dict[int, list[int]]) -> list[tuple[int, int]]:
