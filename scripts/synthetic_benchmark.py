@@ -1,7 +1,9 @@
 """Benchmark every detector on the same data with injected, labelled anomalies.
 
 Training data is clean; a held-aside stretch after it gets spikes, dropouts, level shifts and noise
-(``ml_monitoring_service.injection``) on known services, metrics and time ranges. Each
+(``ml_monitoring_service.injection``) on known services, metrics and time ranges, and on the demo
+also drifts and cascades along its call graph (``--kinds`` picks; a cascade on a recording follows
+the call graph its trace ids give, ``explain.call_graph.mine_call_graph``). Each
 preprocessing variant is densified, every detector is fitted on the same chronological
 train/validation split and scores the injected stretch, and the scores are judged against the
 injections: a window is anomalous when it overlaps one.
@@ -49,18 +51,19 @@ from ml_monitoring_service.benchmarking import (
     json_default,
 )
 from ml_monitoring_service.config import ModelConfig
-from ml_monitoring_service.data.demo import DEMO_METRICS, DEMO_SERVICES, generate_demo
+from ml_monitoring_service.data.demo import DEMO_EDGES, DEMO_METRICS, DEMO_SERVICES, generate_demo
 from ml_monitoring_service.data.readers import numeric_columns, read_combined
 from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
 from ml_monitoring_service.detectors import ScoreResult
-from ml_monitoring_service.errors import InsufficientDataError
+from ml_monitoring_service.errors import ConfigError, InsufficientDataError
 from ml_monitoring_service.evaluation import (
     LabelledSpan,
     detection_quality,
     root_cause_ranks,
     window_labels,
 )
-from ml_monitoring_service.injection import INJECTION_KINDS, Injection, inject
+from ml_monitoring_service.explain.call_graph import mine_call_graph
+from ml_monitoring_service.injection import BASIC_KINDS, INJECTION_KINDS, Injection, inject
 from ml_monitoring_service.pipeline.training import chronological_split
 from ml_monitoring_service.prepare.densify import (
     SILENCE_FEATURES,
@@ -106,8 +109,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--window-size", type=int, default=None, help="default 32 demo, 16 file")
     parser.add_argument("--threshold-percentile", type=float, default=99.5)
-    parser.add_argument("--injections", type=int, default=8, help="injections per scored stretch")
-    parser.add_argument("--kinds", default=",".join(INJECTION_KINDS))
+    parser.add_argument(
+        "--injections", type=int, default=None, help="per scored stretch (default: 2 per kind)"
+    )
+    parser.add_argument(
+        "--kinds",
+        default=None,
+        help=f"from {INJECTION_KINDS} (default: all on the demo, {BASIC_KINDS} on a --dataset)",
+    )
     parser.add_argument("--train-hours", type=float, default=24.0, help="demo only")
     parser.add_argument("--score-hours", type=float, default=8.0, help="demo only")
     parser.add_argument(
@@ -123,7 +132,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.detector_list) - set(BENCHMARK_DETECTORS))
     if unknown:
         parser.error(f"unknown detectors {unknown}; choose from {list(BENCHMARK_DETECTORS)}")
-    args.kind_list = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if args.kinds is None:
+        args.kind_list = INJECTION_KINDS if args.dataset is None else BASIC_KINDS
+    else:
+        args.kind_list = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    if args.injections is None:
+        args.injections = 2 * len(args.kind_list)
     if args.window_size is None:
         args.window_size = 16 if args.dataset is not None else 32
     return args
@@ -424,10 +438,16 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     for seed in args.seed_list:
         if recording is None:
-            services, metrics = DEMO_SERVICES, DEMO_METRICS
+            services, metrics, edges = DEMO_SERVICES, DEMO_METRICS, DEMO_EDGES
             train_frame, clean_scored = demo_data(seed, args.train_hours, args.score_hours)
         else:
             frame, services, metrics = recording
+            edges = mine_call_graph(frame, services) if "cascade" in args.kind_list else ()
+            if "cascade" in args.kind_list and not edges:
+                raise ConfigError(
+                    f"cascade injections need a call graph; none can be mined from the trace "
+                    f"ids of {args.dataset} (drop cascade from --kinds)"
+                )
             train_frame, clean_scored = split_recording(frame)
         scored_frame, injections = inject(
             clean_scored,
@@ -437,6 +457,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
             count=args.injections,
             seed=seed,
             reference=train_frame,
+            edges=edges,
         )
         for variant in args.variant_list:
             record = run_variant(
@@ -479,7 +500,11 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    run(argv)
+    try:
+        run(argv)
+    except ConfigError as exc:  # bad options or data: one line, no traceback
+        print(f"synthetic_benchmark: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_monitoring_service.data.demo import DEMO_METRICS, DEMO_SERVICES, generate_demo
+from ml_monitoring_service.data.demo import DEMO_EDGES, DEMO_METRICS, DEMO_SERVICES, generate_demo
 from ml_monitoring_service.errors import ConfigError
 from ml_monitoring_service.injection import DROPOUT_METRIC, inject, robust_spread
 
@@ -68,6 +68,56 @@ def test_spike_and_noise_are_sized_in_spreads(clean: pd.DataFrame) -> None:
         else:
             assert np.std(diff) == pytest.approx(inj.magnitude * spread, rel=0.6)
             assert np.mean(np.abs(diff)) > spread
+
+
+def test_drift_ramps_from_nothing_to_its_magnitude(clean: pd.DataFrame) -> None:
+    out, injections = inject(clean, DEMO_SERVICES, DEMO_METRICS, kinds=["drift"], count=2, seed=4)
+    for inj in injections:
+        rows = _rows(clean, inj.service, inj.start, inj.end).to_numpy()
+        spread = robust_spread(clean.loc[clean["service"] == inj.service, inj.metric])
+        diff = out.loc[rows, inj.metric].to_numpy() - clean.loc[rows, inj.metric].to_numpy()
+        elapsed = (clean.loc[rows, "timestamp"] - inj.start) / (inj.end - inj.start)
+        np.testing.assert_allclose(diff, inj.magnitude * spread * elapsed.to_numpy())
+        assert np.all(np.diff(diff) >= 0) and diff[-1] > 0.9 * inj.magnitude * spread
+
+
+def test_a_cascade_starts_at_its_origin_and_echoes_up_the_call_graph(clean: pd.DataFrame) -> None:
+    out, injections = inject(
+        clean, DEMO_SERVICES, DEMO_METRICS, kinds=["cascade"], count=3, seed=6, edges=DEMO_EDGES
+    )
+    callers_of = {
+        "cart": ("frontend",),
+        "catalog": ("frontend",),
+        "checkout": ("frontend",),
+        "payment": ("checkout", "frontend"),
+        "shipping": ("checkout", "frontend"),
+    }
+    assert any(len(inj.callers) == 2 for inj in injections)  # an echo two hops up, too
+    changed = np.zeros(len(clean), dtype=bool)
+    for inj in injections:
+        assert inj.callers == callers_of[inj.service]  # only services someone calls; nearest first
+        span = inj.end - inj.start
+        for hops, service in enumerate((inj.service, *inj.callers)):
+            since = inj.start + span * (0.25 * hops)
+            rows = _rows(clean, service, since, inj.end).to_numpy()
+            spread = robust_spread(clean.loc[clean["service"] == service, inj.metric])
+            diff = out.loc[rows, inj.metric].to_numpy() - clean.loc[rows, inj.metric].to_numpy()
+            np.testing.assert_allclose(diff, inj.magnitude * 0.5**hops * spread)
+            early = _rows(clean, service, inj.start, since).to_numpy()
+            assert np.array_equal(out.loc[early, inj.metric], clean.loc[early, inj.metric])
+            changed |= rows
+    metrics = list(DEMO_METRICS)
+    pd.testing.assert_frame_equal(
+        out.loc[~changed, metrics].reset_index(drop=True),
+        clean.loc[~changed, metrics].reset_index(drop=True),
+    )
+
+
+def test_a_cascade_needs_a_call_graph(clean: pd.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="cascade injections need a call graph"):
+        inject(clean, DEMO_SERVICES, DEMO_METRICS, kinds=["cascade"], count=2)
+    with pytest.raises(ConfigError, match="cascade injections need a call graph"):
+        inject(clean, DEMO_SERVICES, DEMO_METRICS, kinds=["cascade"], edges=[("gateway", "auth")])
 
 
 def test_dropout_removes_exactly_that_services_rows(clean: pd.DataFrame) -> None:

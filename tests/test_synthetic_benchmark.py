@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.injection import Injection
+from ml_monitoring_service.injection import INJECTION_KINDS, Injection
 from scripts_under_test import load_script
 
 
@@ -38,7 +38,7 @@ def _small_run(benchmark: ModuleType, out: Path, *extra: str) -> dict:
             "--score-hours",
             "2",
             "--injections",
-            "4",
+            "6",
             "--out",
             str(out),
             *extra,
@@ -82,19 +82,17 @@ def test_small_demo_run_writes_scores_and_reports_too_few_windows(
 
     runs = [r for r in payload["runs"] if r["variant"] == "grid:30s"]
     assert len(runs) == 2
-    assert {i["kind"] for i in runs[0]["injections"]} == {
-        "spike",
-        "dropout",
-        "level_shift",
-        "noise",
-    }
+    # On the demo every kind, the demo's drift and cascade (along its call graph) included.
+    assert {i["kind"] for i in runs[0]["injections"]} == set(INJECTION_KINDS)
+    (cascade,) = [i for i in runs[0]["injections"] if i["kind"] == "cascade"]
+    assert cascade["callers"] and cascade["service"] not in cascade["callers"]
     assert 0 < runs[0]["anomalous_windows"] < runs[0]["scored_windows"]
     for run in runs:  # every kind's windows judged against the untouched ones
         by_kind = run["detectors"]["random"]["roc_auc_by_kind"]
         assert set(by_kind) == {i["kind"] for i in run["injections"]}
         assert all(0.0 <= v <= 1.0 for v in by_kind.values())
     kinds = grid["detectors"]["pca"]["roc_auc_by_kind"]
-    assert set(kinds) == {"spike", "dropout", "level_shift", "noise"}
+    assert set(kinds) == set(INJECTION_KINDS)
     assert all(set(v) == {"mean", "std"} for v in kinds.values())
 
     table = capsys.readouterr().out
@@ -149,3 +147,14 @@ def test_a_dropout_is_credited_to_whichever_silence_feature_ranks_better(
     assert benchmark.channel_rank(result, dropout, inside) == 1.0  # the gap, not the count (4th)
     spike = Injection("spike", "a", "cpu", start, end, 6.0)
     assert benchmark.channel_rank(result, spike, inside) == 4.0  # b's cpu, a's gap and count lead
+
+
+def test_a_cascade_on_a_recording_without_a_call_graph_is_a_clear_error(
+    benchmark: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recording = Path(__file__).parent / "resources" / "combined_small.json"  # no nested traces
+    args = ["--dataset", str(recording), "--kinds", "spike,cascade", "--variants", "grid:1s"]
+    assert benchmark.main([*args, "--seeds", "1", "--out", str(tmp_path / "r.json")]) == 2
+    error = capsys.readouterr().err
+    assert "cascade injections need a call graph" in error and "combined_small.json" in error
+    assert not (tmp_path / "r.json").exists()

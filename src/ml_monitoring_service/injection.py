@@ -13,7 +13,13 @@ Kinds:
 * ``noise``: ``N(0, magnitude × spread)`` added to every row of the span;
 * ``dropout``: every row of that service in the span is deleted (the service goes silent). Its
   ``metric`` is ``event_count``, one of the densified features that show silence (the benchmark
-  credits either of them, ``SILENCE_FEATURES``), and its magnitude 0.
+  credits either of them, ``SILENCE_FEATURES``), and its magnitude 0;
+* ``drift``: a ramp from 0 to ``+magnitude × spread`` over the span, as a leak grows;
+* ``cascade``: a step of ``+magnitude × spread`` on a service that has callers in the call graph
+  (``edges``), echoed on the same metric by every service upstream of it at half the size per
+  hop and a quarter of the span later per hop (``Injection.callers``), as slowness travels from
+  callee to caller. The injection's ``service`` is the origin, so attribution is judged on
+  finding it rather than its louder-by-count callers.
 
 Everything is vectorised over rows; the only Python loop is over the handful of injections.
 """
@@ -28,13 +34,25 @@ import pandas as pd
 
 from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
 from ml_monitoring_service.errors import ConfigError
+from ml_monitoring_service.explain.call_graph import breadth_first
 from ml_monitoring_service.prepare.densify import EVENT_COUNT
 
-INJECTION_KINDS: tuple[str, ...] = ("spike", "dropout", "level_shift", "noise")
+# The kinds any recording can take; a cascade also needs a call graph.
+BASIC_KINDS: tuple[str, ...] = ("spike", "dropout", "level_shift", "noise")
+INJECTION_KINDS: tuple[str, ...] = (*BASIC_KINDS, "drift", "cascade")
 DROPOUT_METRIC = EVENT_COUNT
 
-# Magnitudes in spreads: large enough to be real, small enough not to be trivial.
-DEFAULT_MAGNITUDES: dict[str, float] = {"spike": 6.0, "level_shift": 3.0, "noise": 3.0}
+# Magnitudes in spreads: large enough to be real, small enough not to be trivial. A drift ends at
+# its magnitude (half of it on average); a cascade's callers get half of it per hop.
+DEFAULT_MAGNITUDES: dict[str, float] = {
+    "spike": 6.0,
+    "level_shift": 3.0,
+    "noise": 3.0,
+    "drift": 4.0,
+    "cascade": 4.0,
+}
+_CASCADE_DECAY = 0.5  # size of a caller's echo relative to its callee's
+_CASCADE_LAG = 0.25  # delay of each hop, as a share of the span
 _MARGIN = 0.05  # share of the stretch kept free of injections at each end
 _MAX_DURATION = pd.Timedelta("8min")  # longest span of a level shift, noise or dropout
 _MIN_ROWS = 3  # rows a service needs inside a span to be chosen for a value injection
@@ -50,8 +68,9 @@ class Injection:
     start: pd.Timestamp
     end: pd.Timestamp
     magnitude: float
+    callers: tuple[str, ...] = ()  # cascade: the upstream services that echo it, nearest first
 
-    def as_dict(self) -> dict[str, str | float]:
+    def as_dict(self) -> dict[str, str | float | list[str]]:
         """Plain values for JSON output."""
         return {
             "kind": self.kind,
@@ -60,6 +79,7 @@ class Injection:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "magnitude": self.magnitude,
+            "callers": list(self.callers),
         }
 
 
@@ -87,13 +107,14 @@ def inject(
     frame: pd.DataFrame,
     services: Sequence[str],
     metrics: Sequence[str],
-    kinds: Sequence[str] = INJECTION_KINDS,
+    kinds: Sequence[str] = BASIC_KINDS,
     count: int = 8,
     seed: int = 0,
     *,
     reference: pd.DataFrame | None = None,
     magnitudes: dict[str, float] | None = None,
     max_duration: pd.Timedelta = _MAX_DURATION,
+    edges: Sequence[tuple[str, str]] = (),
 ) -> tuple[pd.DataFrame, list[Injection]]:
     """Return a copy of ``frame`` with ``count`` non-overlapping injections, and the injections.
 
@@ -102,12 +123,20 @@ def inject(
     end) is cut into ``count`` equal slots; each injection lies inside its own slot, so spans never
     overlap. Spreads come from ``reference`` (the clean training data) when given, else from
     ``frame`` before injection. Metrics that are constant for the chosen service are avoided
-    when the service has a varying one. The same arguments always give the same result.
+    when the service has a varying one. ``edges`` (caller, callee) is the call graph a
+    ``cascade`` travels along. The same arguments always give the same result.
     """
     unknown = [k for k in kinds if k not in INJECTION_KINDS]
     if unknown or not kinds:
         raise ConfigError(
             f"injection kinds {list(kinds)} must be non-empty and from {INJECTION_KINDS}"
+        )
+    edges = [(a, b) for a, b in edges if a in services and b in services]
+    upstream = _callers_by_hops(services, edges)
+    if "cascade" in kinds and not any(upstream.values()):
+        raise ConfigError(
+            "cascade injections need a call graph in which some service has a caller; "
+            f"got {len(edges)} edges among {list(services)}"
         )
     if count < 1:
         raise ConfigError(f"injection count must be at least 1, got {count}")
@@ -136,7 +165,8 @@ def inject(
         start = lo + slot * i + (slot - duration) * rng.uniform(0.0, 1.0)
         end = start + duration
         in_span = (stamps >= start.value) & (stamps < end.value)
-        service = _pick_service(service_codes[in_span], services, rng)
+        eligible = [s for s in services if upstream[s]] if kind == "cascade" else services
+        service = _pick_service(service_codes[in_span], eligible, rng)
         rows = in_span & (service_codes == service)
         if kind == "dropout":
             drop |= rows
@@ -148,11 +178,37 @@ def inject(
         column = out[metric].to_numpy(dtype=np.float64, copy=True)
         if kind == "noise":
             column[rows] += rng.normal(0.0, k * spread, size=int(rows.sum()))
-        else:  # spike and level_shift: a step up for the span
+        elif kind == "drift":
+            column[rows] += k * spread * (stamps[rows] - start.value) / (end.value - start.value)
+        else:  # spike, level_shift and a cascade's origin: a step up for the span
             column[rows] += k * spread
+        callers: tuple[str, ...] = ()
+        if kind == "cascade":
+            callers = tuple(upstream[service])
+            for hops, caller in _hops(service, edges):
+                since = start + duration * (_CASCADE_LAG * hops)
+                echo = (stamps >= since.value) & (stamps < end.value) & (service_codes == caller)
+                caller_spread = robust_spread(clean.loc[clean[SERVICE] == caller, metric])
+                column[echo] += k * _CASCADE_DECAY**hops * caller_spread
         out[metric] = column
-        injections.append(Injection(kind, service, metric, start, end, k))
+        injections.append(Injection(kind, service, metric, start, end, k, callers))
     return out.loc[~drop].reset_index(drop=True), injections
+
+
+def _hops(service: str, edges: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
+    """(hops, caller) for every service upstream of ``service``, nearest first."""
+    callers: dict[str, list[str]] = {}
+    for caller, callee in edges:
+        if caller != callee:
+            callers.setdefault(callee, []).append(caller)
+    return breadth_first(service, callers)
+
+
+def _callers_by_hops(
+    services: Sequence[str], edges: Sequence[tuple[str, str]]
+) -> dict[str, list[str]]:
+    """Per service, the services upstream of it (callers, their callers...), nearest first."""
+    return {s: [c for _, c in _hops(s, edges)] for s in services}
 
 
 def _pick_service(present: np.ndarray, services: Sequence[str], rng: np.random.Generator) -> str:

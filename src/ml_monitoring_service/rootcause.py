@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.explain.call_graph import call_graph
+from ml_monitoring_service.explain.call_graph import breadth_first, call_graph
 from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.explain.silence import Silence, silences
 
@@ -233,7 +233,7 @@ def _explained_by(
     found: list[str | None] = []
     for s, onset in enumerate(onsets):
         best: tuple[int, int, float, int] | None = None  # (onset, hops, -score, service)
-        for hops, d in _downstream(s, callees):
+        for hops, d in breadth_first(s, callees):
             d_onset = onsets[d]
             if onset is not None and d_onset is not None and d_onset + leads[s] <= onset:
                 key = (d_onset, hops, -float(totals[d]), d)
@@ -252,7 +252,7 @@ def _nearest_flagged(
     (``upstream``) or among its callees and theirs."""
     neighbours = _adjacency(services, edges, upstream)
     return [
-        next((services[u] for _, u in _downstream(s, neighbours) if flagged[u]), None)
+        next((services[u] for _, u in breadth_first(s, neighbours) if flagged[u]), None)
         for s in range(len(services))
     ]
 
@@ -269,21 +269,6 @@ def _adjacency(
             source, target = (callee, caller) if upstream else (caller, callee)
             neighbours[index[source]].append(index[target])
     return neighbours
-
-
-def _downstream(source: int, callees: dict[int, list[int]]) -> list[tuple[int, int]]:
-    """(hops, service) for every service reachable from ``source``, breadth first."""
-    seen = {source}
-    frontier = [source]
-    reached: list[tuple[int, int]] = []
-    hops = 0
-    while frontier:
-        hops += 1
-        frontier = [d for s in frontier for d in callees[s] if d not in seen]
-        frontier = list(dict.fromkeys(frontier))
-        seen.update(frontier)
-        reached += [(hops, d) for d in frontier]
-    return reached
 
 
 def _confidences(

@@ -23,7 +23,8 @@ ts-basic-service → ts-route-service`` and the like, the application's document
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 import pandas as pd
 
@@ -31,6 +32,26 @@ from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP, TRACE_ID
 
 MIN_TRACES = 5
 MAX_REVERSED = 0.2
+
+Node = TypeVar("Node", bound=Hashable)
+
+
+def breadth_first(
+    source: Node, neighbours: Mapping[Node, Sequence[Node]]
+) -> list[tuple[int, Node]]:
+    """(hops, node) for every node reachable from ``source`` along ``neighbours`` (callees for
+    what lies downstream, callers for upstream), nearest first, each once, ``source`` left out."""
+    seen = {source}
+    frontier = [source]
+    reached: list[tuple[int, Node]] = []
+    hops = 0
+    while frontier:
+        hops += 1
+        frontier = [d for s in frontier for d in neighbours.get(s, ()) if d not in seen]
+        frontier = list(dict.fromkeys(frontier))
+        seen.update(frontier)
+        reached += [(hops, d) for d in frontier]
+    return reached
 
 
 def mine_call_graph(
