@@ -23,6 +23,15 @@ def _rows(frame: pd.DataFrame, service: str, start: pd.Timestamp, end: pd.Timest
     )
 
 
+def _assert_unchanged_outside(out: pd.DataFrame, clean: pd.DataFrame, changed: np.ndarray) -> None:
+    """Nothing outside the injected rows (other services, other times) moved."""
+    metrics = list(DEMO_METRICS)
+    pd.testing.assert_frame_equal(
+        out.loc[~changed, metrics].reset_index(drop=True),
+        clean.loc[~changed, metrics].reset_index(drop=True),
+    )
+
+
 def test_robust_spread_falls_back_for_flat_series() -> None:
     rng = np.random.default_rng(0)
     assert robust_spread(rng.normal(5.0, 2.0, 20_000)) == pytest.approx(2.0, rel=0.05)
@@ -46,12 +55,7 @@ def test_level_shift_raises_only_that_service_and_metric(clean: pd.DataFrame) ->
         assert delta == pytest.approx(inj.magnitude * spread, rel=1e-9)
         assert inj.magnitude * spread > 0
         changed |= rows
-    # Nothing outside the injected rows (other services, other times) moved.
-    metrics = list(DEMO_METRICS)
-    pd.testing.assert_frame_equal(
-        out.loc[~changed, metrics].reset_index(drop=True),
-        clean.loc[~changed, metrics].reset_index(drop=True),
-    )
+    _assert_unchanged_outside(out, clean, changed)
 
 
 def test_spike_and_noise_are_sized_in_spreads(clean: pd.DataFrame) -> None:
@@ -106,11 +110,7 @@ def test_a_cascade_starts_at_its_origin_and_echoes_up_the_call_graph(clean: pd.D
             early = _rows(clean, service, inj.start, since).to_numpy()
             assert np.array_equal(out.loc[early, inj.metric], clean.loc[early, inj.metric])
             changed |= rows
-    metrics = list(DEMO_METRICS)
-    pd.testing.assert_frame_equal(
-        out.loc[~changed, metrics].reset_index(drop=True),
-        clean.loc[~changed, metrics].reset_index(drop=True),
-    )
+    _assert_unchanged_outside(out, clean, changed)
 
 
 def test_a_cascade_needs_a_call_graph(clean: pd.DataFrame) -> None:
