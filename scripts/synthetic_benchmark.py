@@ -22,10 +22,11 @@ Reported per variant and detector, mean ± standard deviation over seeds: ROC AU
 precision, recall and F1 at the operational threshold (the validation percentile each detector
 persists); the best F1 over all thresholds (an *upper bound*: it picks the threshold with the
 labels); event recall (injections with at least one alerting window); the rank of the injected
-service among services and of the injected (service, metric) channel among all channels, by peak
-score inside the injection; in the JSON also, per injection kind, event recall and the ROC AUC of
-that kind's windows against the windows no injection touches. A variant that yields too few
-windows is reported as such.
+service in the shipped root-cause ranking of the windows it touches (with the call graph the
+injections followed: the demo's, or on a recording the one mined for a cascade), and of the injected
+(service, metric) channel among all channels, by peak score inside the injection; in the JSON
+also, per injection kind, event recall and the ROC AUC of that kind's windows against the windows
+no injection touches. A variant that yields too few windows is reported as such.
 """
 
 from __future__ import annotations
@@ -193,8 +194,13 @@ def channel_rank(result: ScoreResult, injection: Injection, inside: np.ndarray) 
     return 1.0 + float(np.sum(peaks > value)) + 0.5 * float(np.sum(peaks == value) - 1)
 
 
-def evaluate(result: ScoreResult, injections: Sequence[Injection]) -> dict[str, Any]:
-    """Every reported number for one (variant, detector, seed)."""
+def evaluate(
+    result: ScoreResult,
+    injections: Sequence[Injection],
+    edges: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """Every reported number for one (variant, detector, seed); ``edges`` is the call graph the
+    injections followed, which the service ranking uses as the daemon's would."""
     spans = [LabelledSpan(i.service, i.start, i.end) for i in injections]
     labels = window_labels(result, spans)
     quality = detection_quality(result, spans)
@@ -205,7 +211,7 @@ def evaluate(result: ScoreResult, injections: Sequence[Injection]) -> dict[str, 
     best = int(np.argmax(f1s))
     insides = [np.asarray((result.starts <= s.end) & (result.ends >= s.start)) for s in spans]
     detected = [bool(result.is_anomalous[m].any()) for m in insides]
-    service_ranks = root_cause_ranks(result, spans)
+    service_ranks = root_cause_ranks(result, spans, edges)
     metric_ranks = [channel_rank(result, i, m) for i, m in zip(injections, insides, strict=True)]
     by_kind: dict[str, list[bool]] = {}
     kind_windows: dict[str, np.ndarray] = {}
@@ -266,6 +272,7 @@ def run_variant(
     metrics: Sequence[str],
     args: argparse.Namespace,
     seed: int,
+    edges: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """Fit and score every detector on one variant; ``status`` says whether it was scorable."""
     record: dict[str, Any] = {"variant": variant.label, "seed": seed, "detectors": {}}
@@ -322,7 +329,7 @@ def run_variant(
             record["detectors"][name] = {"status": "too few windows", "reason": str(exc)}
             continue
         seconds = time.perf_counter() - started
-        metrics_out = evaluate(result, injections)
+        metrics_out = evaluate(result, injections, edges)
         metrics_out["seconds"] = seconds
         if name == "transformer":
             metrics_out["epochs"] = len(detector.epoch_losses_)  # type: ignore[attr-defined]
@@ -461,7 +468,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         for variant in args.variant_list:
             record = run_variant(
-                variant, train_frame, scored_frame, injections, services, metrics, args, seed
+                variant, train_frame, scored_frame, injections, services, metrics, args, seed, edges
             )
             record["injections"] = [i.as_dict() for i in injections]
             if record["status"] != "ok":
