@@ -190,6 +190,35 @@ def test_a_caller_missing_lines_ranks_below_its_callee_missing_lines_too() -> No
     assert [c.service for c in echo] == ["payment", "checkout", "frontend"]
 
 
+def test_the_lead_is_a_share_of_the_window_duration_not_a_count_of_windows() -> None:
+    # Event-variant windows: 32 s long, ending a second apart. checkout (large score) crosses its
+    # level at window 10; its callee payment one window (1 s) earlier is jitter, not an order.
+    # Eight windows (8 s, over an eighth of 32 s) earlier, payment explains checkout.
+    def dense(payment_onset: int) -> ScoreResult:
+        scores = np.full((20, 3), 1.0)
+        scores[10:, 1] = 9.0  # checkout
+        scores[payment_onset:, 2] = 3.0  # payment
+        ends = pd.date_range("2024-06-01", periods=20, freq="1s", tz="UTC")
+        return ScoreResult(
+            window_scores=scores.max(axis=1),
+            service_scores=scores,
+            metric_scores=np.stack([scores, np.full_like(scores, 0.5)], axis=2),
+            starts=ends - pd.Timedelta("32s"),
+            ends=ends,
+            services=SERVICES,
+            features=FEATURES,
+            threshold=2.0,
+        )
+
+    every = np.ones(20, dtype=bool)
+    close = rank_root_causes(dense(9), every, EDGES)
+    assert [c.service for c in close][:2] == ["checkout", "payment"]
+    assert close[0].explained_by is None
+    early = rank_root_causes(dense(2), every, EDGES)
+    assert [c.service for c in early] == ["payment", "frontend", "checkout"]
+    assert early[2].explained_by == "payment"
+
+
 def _minutely(scores: np.ndarray) -> ScoreResult:
     """``[N, S]`` service scores of 8-minute windows ending a minute apart, threshold 2."""
     ends = pd.date_range("2024-06-01T00:08", periods=len(scores), freq="1min", tz="UTC")

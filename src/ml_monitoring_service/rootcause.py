@@ -4,9 +4,13 @@ Services are ranked by their summed service score over the period's windows (as
 :func:`pipeline.periods.rank_services` does), then a service whose anomaly is *explained* by a
 callee is pushed below the unexplained ones. A caller is explained when one of the services it
 calls, directly or through other callees, is anomalous in the period and deviated at least
-``lead`` windows before the caller did: slowness and failed calls flow up the call graph, from
-callee to caller, so the caller's larger score is usually the echo and the quieter callee the
-cause.
+``lead`` (a fraction of a window's duration, ``ONSET_LEAD``: an eighth) before the caller did:
+slowness and failed calls flow up the call graph, from callee to caller, so the caller's larger
+score is usually the echo and the quieter callee the cause. The lead is a time, not a count of
+windows: on the ``event`` variant windows end about a second apart, and a callee whose
+reconstruction error crossed its level one window (a second) earlier is jitter, not an order
+(the synthetic benchmark's demo cascades and drifts, docs/BENCHMARKS.md §1). On a one-minute
+grid with windows of eight steps an eighth of a window is one window, as before.
 
 A service's *client-side* metrics (``client_metrics``: what it measures about the calls it
 makes, such as client latency) are the callees' story told by the caller. A service whose most
@@ -60,6 +64,7 @@ from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.explain.silence import Silence, silences
 
 EXPLAINED_WEIGHT = 0.1  # confidence weight of an explained service relative to its score share
+ONSET_LEAD = 0.125  # how much earlier a callee's onset must be, as a share of a window's duration
 
 
 @dataclass(frozen=True)
@@ -112,7 +117,7 @@ def rank_root_causes(
     windows: np.ndarray,
     edges: Sequence[tuple[str, str]] = (),
     levels: np.ndarray | None = None,
-    lead: int = 1,
+    lead: float = ONSET_LEAD,
     silent: Mapping[str, Silence] | None = None,
     log_problems: Mapping[str, float] | None = None,
     client_metrics: Collection[str] = (),
@@ -123,9 +128,10 @@ def rank_root_causes(
     ``windows`` is the period as bool ``[N]``; ``edges`` are (caller, callee) pairs (unknown
     services are ignored; none gives the plain summed-score ranking); ``levels`` ``[S]`` is each
     service's normal level (default: ``result.threshold`` for every service); a callee explains a
-    caller only when its onset is at least ``lead`` windows earlier. ``silent`` are the services
-    that stopped logging in the period (:func:`explain.silence.silences`); ``log_problems`` each
-    service's excess of warning/error log lines (``ServiceEvidence.problem_excess``);
+    caller only when its onset is at least ``lead`` window durations earlier. ``silent`` are the
+    services that stopped logging in the period (:func:`explain.silence.silences`);
+    ``log_problems`` each service's excess of warning/error log lines
+    (``ServiceEvidence.problem_excess``);
     ``missing_lines`` each service's shortfall of usual lines (``ServiceEvidence.missing_lines``);
     ``client_metrics`` the features that measure a service's calls to its callees: a service whose
     most anomalous metric is one of them is explained with no lead.
@@ -137,8 +143,12 @@ def rank_root_causes(
     quiet = [name in (silent or {}) for name in result.services]
     peaks = result.metric_scores[windows].max(axis=0)  # [S, F]
     tops = [result.features[int(np.argmax(peaks[s]))] for s in range(len(result.services))]
-    leads = [0 if top in client_metrics else lead for top in tops]
-    explained = _explained_by(result.services, edges, onsets, leads, totals)
+    ends = result.ends[windows]
+    times = [_onset_time(ends, onset) for onset in onsets]
+    width = pd.Series(result.ends - result.starts).median() if len(result.ends) else pd.Timedelta(0)
+    step = max(width * lead, pd.Timedelta(1, "ns"))  # strictly earlier, however short the windows
+    leads = [pd.Timedelta(0) if top in client_metrics else step for top in tops]
+    explained = _explained_by(result.services, edges, times, leads, totals)
     for s, caller in enumerate(_nearest_flagged(result.services, edges, quiet, upstream=True)):
         if quiet[s]:
             explained[s] = caller
@@ -157,7 +167,6 @@ def rank_root_causes(
         ),
     )
     confidences = _confidences(totals, [explained[s] is not None for s in order], order, quiet)
-    ends = result.ends[windows]
     return [
         Candidate(
             service=result.services[s],
@@ -219,12 +228,12 @@ def _onsets(scores: np.ndarray, level: np.ndarray) -> list[int | None]:
 def _explained_by(
     services: Sequence[str],
     edges: Sequence[tuple[str, str]],
-    onsets: Sequence[int | None],
-    leads: Sequence[int],
+    onsets: Sequence[pd.Timestamp | None],
+    leads: Sequence[pd.Timedelta],
     totals: np.ndarray,
 ) -> list[str | None]:
     """Per anomalous service, a downstream service whose onset is at least the service's
-    ``leads`` entry of windows earlier, or ``None``.
+    ``leads`` entry earlier, or ``None``.
 
     Downstream means reachable along caller → callee edges; the earliest such service is named
     (ties: the nearest, then the largest summed score).
@@ -232,7 +241,7 @@ def _explained_by(
     callees = _adjacency(services, edges)
     found: list[str | None] = []
     for s, onset in enumerate(onsets):
-        best: tuple[int, int, float, int] | None = None  # (onset, hops, -score, service)
+        best: tuple[pd.Timestamp, int, float, int] | None = None  # (onset, hops, -score, service)
         for hops, d in breadth_first(s, callees):
             d_onset = onsets[d]
             if onset is not None and d_onset is not None and d_onset + leads[s] <= onset:
