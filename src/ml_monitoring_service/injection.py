@@ -132,7 +132,8 @@ def inject(
             f"injection kinds {list(kinds)} must be non-empty and from {INJECTION_KINDS}"
         )
     edges = [(a, b) for a, b in edges if a in services and b in services]
-    upstream = _callers_by_hops(services, edges)
+    callers_of = _callers(edges)
+    upstream = {s: breadth_first(s, callers_of) for s in services}  # (hops, caller), nearest first
     if "cascade" in kinds and not any(upstream.values()):
         raise ConfigError(
             "cascade injections need a call graph in which some service has a caller; "
@@ -184,8 +185,8 @@ def inject(
             column[rows] += k * spread
         callers: tuple[str, ...] = ()
         if kind == "cascade":
-            callers = tuple(upstream[service])
-            for hops, caller in _hops(service, edges):
+            callers = tuple(caller for _, caller in upstream[service])
+            for hops, caller in upstream[service]:
                 since = start + duration * (_CASCADE_LAG * hops)
                 echo = (stamps >= since.value) & (stamps < end.value) & (service_codes == caller)
                 caller_spread = robust_spread(clean.loc[clean[SERVICE] == caller, metric])
@@ -195,20 +196,13 @@ def inject(
     return out.loc[~drop].reset_index(drop=True), injections
 
 
-def _hops(service: str, edges: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
-    """(hops, caller) for every service upstream of ``service``, nearest first."""
+def _callers(edges: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Per callee, the services that call it."""
     callers: dict[str, list[str]] = {}
     for caller, callee in edges:
         if caller != callee:
             callers.setdefault(callee, []).append(caller)
-    return breadth_first(service, callers)
-
-
-def _callers_by_hops(
-    services: Sequence[str], edges: Sequence[tuple[str, str]]
-) -> dict[str, list[str]]:
-    """Per service, the services upstream of it (callers, their callers...), nearest first."""
-    return {s: [c for _, c in _hops(s, edges)] for s in services}
+    return callers
 
 
 def _pick_service(present: np.ndarray, services: Sequence[str], rng: np.random.Generator) -> str:
