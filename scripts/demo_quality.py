@@ -95,12 +95,12 @@ def judge_period(
     for name in names:
         result = detector(name, config).fit(train, val).score(tensor)
         quality = detection_quality(
-            result, spans, config.edges, scored.frame, config.client_metrics
+            result, spans, config.edges, scored.frame, config.metric_roles
         ).as_dict()
         metrics_only = detection_quality(
-            result, spans, config.edges, client_metrics=config.client_metrics
+            result, spans, config.edges, roles=config.metric_roles
         ).root_cause_top1
-        periods = anomalous_periods(result, config.edges, scored.frame, config.client_metrics)
+        periods = anomalous_periods(result, config.edges, scored.frame, config.metric_roles)
         found[name] = {
             **quality,
             "root_cause_top1_without_logs": metrics_only,

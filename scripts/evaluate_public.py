@@ -145,6 +145,7 @@ from ml_monitoring_service.detectors import (  # noqa: E402
 )
 from ml_monitoring_service.errors import DataValidationError  # noqa: E402
 from ml_monitoring_service.explain.log_evidence import LogEvidence  # noqa: E402
+from ml_monitoring_service.metric_roles import MetricRoles  # noqa: E402
 from ml_monitoring_service.metrics_vus import point_metrics  # noqa: E402
 from ml_monitoring_service.pipeline.training import chronological_split  # noqa: E402
 from ml_monitoring_service.prepare.densify import (  # noqa: E402
@@ -215,9 +216,11 @@ NEZHA_METRICS = {
 # Derived from the per-edge latency files where a recording has them (Online Boutique does,
 # Train Ticket does not): see ``data.pod_recordings.INBOUND_NETWORK_DELAY``.
 NEZHA_EDGE_METRICS = {"network_delay_in": INBOUND_NETWORK_DELAY}
-# What a pod measures about its own outbound calls: it rises with a slow callee
-# (``rootcause.rank_root_causes``).
-NEZHA_CLIENT_METRICS = ("client_latency_p90",)
+# What a pod measures about its own outbound calls (it rises with a slow callee), and what counts
+# its traffic (it moves wherever the load does): ``metric_roles.MetricRoles``.
+NEZHA_ROLES = MetricRoles(
+    client=("client_latency_p90",), traffic=("workload", "network_in", "network_out")
+)
 NEZHA_STEP = pd.Timedelta(minutes=1)  # the recordings' sampling interval
 NEZHA_VARIANT = Variant("grid", NEZHA_STEP)
 NEZHA_WINDOW = 8
@@ -726,7 +729,7 @@ def evaluate_nezha_day(
             result = detector.score(day.scored)
             found = [
                 fault_evaluation.judge(
-                    result, w, day.call_graph, day.logs, NEZHA_CLIENT_METRICS, evidence_cache
+                    result, w, day.call_graph, day.logs, NEZHA_ROLES, evidence_cache
                 )
                 for w in windows
             ]

@@ -14,6 +14,7 @@ from ml_monitoring_service.config import (
     load_config,
 )
 from ml_monitoring_service.errors import ConfigError
+from ml_monitoring_service.metric_roles import MetricRoles
 
 MINIMAL = """
 service_sets:
@@ -53,6 +54,16 @@ def test_defaults_fill_missing_sections(tmp_path: Path) -> None:
     assert shop.detection.threshold_percentile == 99.0
     assert shop.preprocessing.count_horizon is None  # fitted to the training data
     assert shop.client_metrics == ()
+    assert shop.metric_roles == MetricRoles()
+
+
+def test_metric_roles_come_from_the_set(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "    source: demo",
+        "    source: demo\n    client_metrics: [cpu]\n    traffic_metrics: [cpu]",
+    )
+    shop = load_config(write(tmp_path, text)).service_set("shop")
+    assert shop.metric_roles == MetricRoles(client=("cpu",), traffic=("cpu",))
 
 
 @pytest.mark.parametrize(("value", "expected"), [("auto", None), ("90s", pd.Timedelta("90s"))])
@@ -89,6 +100,10 @@ def test_count_horizon_is_auto_or_a_duration(
         (
             ("    source: demo", "    source: demo\n    client_metrics: [latency]"),
             "client_metrics names metrics not in 'metrics': ['latency']",
+        ),
+        (
+            ("    source: demo", "    source: demo\n    traffic_metrics: [qps, cpu]"),
+            "traffic_metrics names metrics not in 'metrics': ['qps']",
         ),
         (("    source: demo", "    source: file"), "needs a 'file' section"),
         (("    source: demo", "    source: splunk+prometheus"), "log_query' containing $service"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.explain.silence import Silence
+from ml_monitoring_service.metric_roles import TRAFFIC_WEIGHT, MetricRoles
 from ml_monitoring_service.pipeline.periods import anomalous_periods, rank_services
 from ml_monitoring_service.rootcause import rank_root_causes
 
@@ -90,10 +92,10 @@ def test_a_tie_in_onset_pushes_no_caller_down() -> None:
 def test_a_caller_slow_on_its_calls_is_explained_by_a_callee_crossing_with_it() -> None:
     # checkout and payment cross the level in the same window; checkout's latency is the larger.
     result = _result([[1, 1, 1], [1, 9, 3], [1, 9, 3], [1, 9, 3]])
-    as_server = rank_root_causes(result, ALL, EDGES, client_metrics=("cpu",))
+    as_server = rank_root_causes(result, ALL, EDGES, roles=MetricRoles(client=("cpu",)))
     assert [c.service for c in as_server[:2]] == ["checkout", "payment"]
     # Declared as what checkout measures about its own calls, the latency points at payment.
-    as_client = rank_root_causes(result, ALL, EDGES, client_metrics=("latency",))
+    as_client = rank_root_causes(result, ALL, EDGES, roles=MetricRoles(client=("latency",)))
     assert as_client[0].service == "payment"
     # Explained, checkout ranks last: below frontend too, which was never anomalous and so is
     # not ruled out.
@@ -102,7 +104,41 @@ def test_a_caller_slow_on_its_calls_is_explained_by_a_callee_crossing_with_it() 
         ("checkout", "payment"),
     ]
     # The inference summary's periods rank with the same declaration.
-    (period,) = anomalous_periods(result, EDGES, client_metrics=("latency",))
+    (period,) = anomalous_periods(result, EDGES, roles=MetricRoles(client=("latency",)))
+    assert period.top_service == "payment"
+
+
+def test_traffic_metrics_weigh_less_than_a_services_own_health() -> None:
+    # payment's CPU burns; frontend, which shares no metric with it, sees its request rate fall
+    # by more (a closed-loop load slows down everywhere). Both cross the level together.
+    request_rate = np.array([[1, 1, 1], [8, 1, 1], [8, 1, 1]], dtype=float)
+    cpu = np.array([[1, 1, 1], [1, 1, 6], [1, 1, 6]], dtype=float)
+    metric = np.stack([request_rate, cpu], axis=2)
+    starts = pd.date_range("2024-06-01", periods=3, freq="1min", tz="UTC")
+    result = ScoreResult(
+        window_scores=metric.max(axis=(1, 2)),
+        service_scores=metric.max(axis=2),
+        metric_scores=metric,
+        starts=starts,
+        ends=starts + pd.Timedelta("5min"),
+        services=SERVICES,
+        features=("request_rate", "cpu"),
+        threshold=2.0,
+    )
+    every = np.ones(3, dtype=bool)
+    assert [c.service for c in rank_root_causes(result, every, EDGES)][0] == "frontend"
+    # An unknown name changes nothing.
+    unknown = rank_root_causes(result, every, EDGES, roles=MetricRoles(traffic=("qps",)))
+    assert [c.service for c in unknown][0] == "frontend"
+    roles = MetricRoles(traffic=("request_rate",))
+    weighed = rank_root_causes(result, every, EDGES, roles=roles)
+    assert [c.service for c in weighed][:2] == ["payment", "frontend"]
+    assert weighed[1].metric == "request_rate"
+    assert weighed[1].score == pytest.approx(16 * TRAFFIC_WEIGHT + 1)
+    # Detection is untouched: only the ranking weighs traffic down.
+    assert roles.ranking_scores(result)[0][1, 0] == pytest.approx(8 * TRAFFIC_WEIGHT)
+    assert result.window_scores.tolist() == [1, 8, 8]
+    (period,) = anomalous_periods(result, EDGES, roles=roles)
     assert period.top_service == "payment"
 
 

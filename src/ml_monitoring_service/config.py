@@ -36,6 +36,7 @@ from pydantic import (
 
 from ml_monitoring_service.alerts.policy import AlertPolicyConfig
 from ml_monitoring_service.errors import ConfigError
+from ml_monitoring_service.metric_roles import MetricRoles
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = REPO_ROOT / "config" / "service_sets.yaml"
@@ -293,6 +294,9 @@ class ServiceSetConfig(_Strict):
     # Metrics a service records about its own calls to callees (client-side latency): when one of
     # them is a service's most anomalous metric, a callee deviating as early explains it.
     client_metrics: tuple[str, ...] = ()
+    # Metrics that count requests or bytes (request rate, network in/out): they move in every
+    # service that shares a caller with the culprit, so the root-cause ranking weighs them down.
+    traffic_metrics: tuple[str, ...] = ()
     log_query: str = ""
     demo: DemoSourceConfig = DemoSourceConfig()
     file: FileSourceConfig | None = None
@@ -323,12 +327,16 @@ class ServiceSetConfig(_Strict):
                     f"relationships name services not in 'services': {unknown} "
                     f"(services: {list(self.services)})"
                 )
-        unknown_metrics = sorted(set(self.client_metrics) - set(self.metrics))
-        if unknown_metrics:
-            raise ValueError(
-                f"client_metrics names metrics not in 'metrics': {unknown_metrics} "
-                f"(metrics: {list(self.metrics)})"
-            )
+        for role, named in (
+            ("client_metrics", self.client_metrics),
+            ("traffic_metrics", self.traffic_metrics),
+        ):
+            unknown_metrics = sorted(set(named) - set(self.metrics))
+            if unknown_metrics:
+                raise ValueError(
+                    f"{role} names metrics not in 'metrics': {unknown_metrics} "
+                    f"(metrics: {list(self.metrics)})"
+                )
         if self.source == "file" and self.file is None:
             raise ValueError(
                 "source 'file' needs a 'file' section with training_path and inference_path"
@@ -339,6 +347,11 @@ class ServiceSetConfig(_Strict):
                 "(the Splunk search run once per service)"
             )
         return self
+
+    @property
+    def metric_roles(self) -> MetricRoles:
+        """What the client-side and traffic metrics are, for the root-cause ranking."""
+        return MetricRoles(client=self.client_metrics, traffic=self.traffic_metrics)
 
     @property
     def edges(self) -> tuple[tuple[str, str], ...]:

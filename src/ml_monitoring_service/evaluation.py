@@ -8,7 +8,7 @@ aware of silent services when the scored data's log events are).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ml_monitoring_service.detectors.base import ScoreResult
+from ml_monitoring_service.metric_roles import NO_ROLES, MetricRoles
 from ml_monitoring_service.rootcause import rank_period
 
 
@@ -41,12 +42,12 @@ def root_cause_ranks(
     spans: Sequence[LabelledSpan],
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
-    client_metrics: Collection[str] = (),
+    roles: MetricRoles = NO_ROLES,
 ) -> list[int | None]:
     """1-based rank of each span's service in the ranking of its windows; ``None`` if unscored.
 
-    ``edges`` (caller, callee) is the call graph the ranking may use with the set's
-    ``client_metrics``, and ``frame`` the scored combined dataset whose log events reveal silent
+    ``edges`` (caller, callee) is the call graph the ranking may use with the set's metric
+    ``roles``, and ``frame`` the scored combined dataset whose log events reveal silent
     services, as in the inference summary.
     """
     ranks: list[int | None] = []
@@ -55,10 +56,7 @@ def root_cause_ranks(
         if not inside.any():
             ranks.append(None)
             continue
-        ranking = [
-            c.service
-            for c in rank_period(result, inside, edges, frame, client_metrics=client_metrics)
-        ]
+        ranking = [c.service for c in rank_period(result, inside, edges, frame, roles=roles)]
         ranks.append(ranking.index(span.service) + 1)
     return ranks
 
@@ -86,11 +84,11 @@ def detection_quality(
     spans: Sequence[LabelledSpan],
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
-    client_metrics: Collection[str] = (),
+    roles: MetricRoles = NO_ROLES,
 ) -> DetectionQuality:
     """ROC/PR AUC, precision/recall/F1 at the persisted threshold, event recall, top-1 cause.
 
-    ``edges``, ``frame`` and ``client_metrics`` feed the root-cause ranking
+    ``edges``, ``frame`` and ``roles`` feed the root-cause ranking
     (:func:`root_cause_ranks`).
     """
     labels = window_labels(result, spans)
@@ -107,9 +105,7 @@ def detection_quality(
         bool(predicted[np.asarray((result.starts <= s.end) & (result.ends >= s.start))].any())
         for s in spans
     )
-    ranks = [
-        r for r in root_cause_ranks(result, spans, edges, frame, client_metrics) if r is not None
-    ]
+    ranks = [r for r in root_cause_ranks(result, spans, edges, frame, roles) if r is not None]
     return DetectionQuality(
         roc_auc=float(roc_auc_score(labels, result.window_scores)),
         pr_auc=float(average_precision_score(labels, result.window_scores)),

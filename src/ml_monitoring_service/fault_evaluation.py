@@ -22,7 +22,7 @@ fault window would reach back into the previous fault, and forward into the next
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,7 @@ from ml_monitoring_service.data.pod_recordings import InjectedFault
 from ml_monitoring_service.data.schema import TIMESTAMP
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
+from ml_monitoring_service.metric_roles import NO_ROLES, MetricRoles
 from ml_monitoring_service.prepare.densify import ServiceTensor
 from ml_monitoring_service.prepare.normalise import RobustScaler
 from ml_monitoring_service.rootcause import rank_period
@@ -117,7 +118,7 @@ def judge(
     window: FaultWindow,
     edges: Sequence[tuple[str, str]] = (),
     logs: pd.DataFrame | None = None,
-    client_metrics: Collection[str] = (),
+    roles: MetricRoles = NO_ROLES,
     evidence_cache: dict[tuple[pd.Timestamp, pd.Timestamp], LogEvidence] | None = None,
 ) -> FaultOutcome:
     """Detection, delay and the injected service's rank in the shipped root-cause ranking.
@@ -125,10 +126,11 @@ def judge(
     ``edges`` (caller, callee) is the recording's call graph; without one the ranking is by
     summed service score. ``logs`` (the recording's log events) lets the ranking see services
     that fell silent or complain in their logs, as the inference pipeline does; it sees the
-    ``LOG_LOOKBACK`` before the fault's windows, as a daemon would. ``client_metrics`` are the
-    recording's client-side metrics (:func:`rootcause.rank_root_causes`). ``evidence_cache``, shared
-    between the detectors of one recording, keeps the log evidence per span of windows: it depends
-    on the logs and the span only, and mining it dominates judging on a day with many log lines.
+    ``LOG_LOOKBACK`` before the fault's windows, as a daemon would. ``roles`` are the recording's
+    client-side and traffic metrics (:class:`metric_roles.MetricRoles`). ``evidence_cache``,
+    shared between the detectors of one recording, keeps the log evidence per span of windows: it
+    depends on the logs and the span only, and mining it dominates judging on a day with many log
+    lines.
     """
     inside = _ends_inside(result.ends, window)
     if not inside.any():
@@ -145,10 +147,7 @@ def judge(
             if span not in evidence_cache:
                 evidence_cache[span] = log_evidence(logs, *span, result.services)
             evidence = evidence_cache[span]
-    ranking = [
-        c.service
-        for c in rank_period(result, inside, edges, logs, evidence, client_metrics=client_metrics)
-    ]
+    ranking = [c.service for c in rank_period(result, inside, edges, logs, evidence, roles)]
     return FaultOutcome(bool(alerts.any()), delay, _rank(ranking, window.service))
 
 

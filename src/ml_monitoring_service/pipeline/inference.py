@@ -78,7 +78,7 @@ def score_variant(
             variant.label,
             len(edges),
         )
-    periods = anomalous_periods(result, edges, frame, config.client_metrics)
+    periods = anomalous_periods(result, edges, frame, config.metric_roles)
     paths = output_paths(output_dir, config.name, variant)
     reports = write_incident_reports(
         periods,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +10,7 @@ import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
 from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
+from ml_monitoring_service.metric_roles import NO_ROLES, MetricRoles
 from ml_monitoring_service.rootcause import Candidate, rank_period
 
 CANDIDATES_REPORTED = 3
@@ -62,12 +63,12 @@ def anomalous_periods(
     result: ScoreResult,
     edges: Sequence[tuple[str, str]] = (),
     frame: pd.DataFrame | None = None,
-    client_metrics: Collection[str] = (),
+    roles: MetricRoles = NO_ROLES,
 ) -> list[AnomalousPeriod]:
     """Runs of windows above threshold, merged across short normal gaps.
 
-    ``edges`` (caller, callee) is the service set's call graph and ``client_metrics`` the metrics
-    services record about their calls to callees, both used to rank root causes
+    ``edges`` (caller, callee) is the service set's call graph and ``roles`` what its client-side
+    and traffic metrics are, both used to rank root causes
     (:func:`rootcause.rank_root_causes`).
     ``frame`` is the scored combined dataset: its log events before each period are the baseline
     for the period's silences and log evidence (none without it).
@@ -94,7 +95,7 @@ def anomalous_periods(
             runs.append([int(first), int(stop)])
     spans = [span for first, stop in runs for span in _split_at_takeovers(result, first, stop)]
     return [
-        _period(result, first, stop, edges, frame, client_metrics)
+        _period(result, first, stop, edges, frame, roles)
         for first, stop in spans
         if _persistent(result, first, stop)
     ]
@@ -161,14 +162,14 @@ def _period(
     stop: int,
     edges: Sequence[tuple[str, str]],
     frame: pd.DataFrame | None,
-    client_metrics: Collection[str],
+    roles: MetricRoles,
 ) -> AnomalousPeriod:
     peak = first + int(np.argmax(result.window_scores[first:stop]))
     inside = np.zeros(len(result.window_scores), dtype=bool)
     inside[first:stop] = True
     start, end = result.starts[first], result.ends[stop - 1]
     logs = None if frame is None else log_evidence(frame, start, end, result.services)
-    candidates = rank_period(result, inside, edges, frame, logs, client_metrics)
+    candidates = rank_period(result, inside, edges, frame, logs, roles)
     return AnomalousPeriod(
         start=start,
         end=end,
