@@ -25,8 +25,9 @@ everywhere, and a caller that fails early stops calling its other callees: traff
 services that merely share a caller with the culprit, so it says *that* something broke more than
 *where*. Detection is unchanged; only the ranking weighs them down. On Nezha's Online Boutique
 days AC@1 / AC@3 rose from 0.821 / 0.946 to 0.839 / 0.982 (any weight from 0.2 to 0.5 gives the
-same; none at all, 0.821 / 0.964), and the PCA and z-score detectors' rankings gained as much
+same; none at all, 0.821 / 0.964), and the PCA and z-score detectors' rankings gained too
 (docs/BENCHMARKS.md §4).
+
 *Onset* is the first window of the period whose service score exceeds the service's normal
 ``level`` (default: the detector's persisted window threshold, as a service score is the largest of
 its metric scores and the window threshold is on the same scale). A service that never exceeds its
@@ -83,7 +84,7 @@ class Candidate:
 
     service: str
     metric: str
-    score: float  # summed service score over the period's windows
+    score: float  # summed service score over the period's windows, traffic metrics weighed down
     confidence: float
     onset: pd.Timestamp | None  # end of the first window above the service's level
     explained_by: str | None  # the anomalous service that explains this one, if any
