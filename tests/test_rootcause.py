@@ -136,7 +136,7 @@ def test_traffic_metrics_weigh_less_than_a_services_own_health() -> None:
     assert weighed[1].metric == "request_rate"
     assert weighed[1].score == pytest.approx(16 * TRAFFIC_WEIGHT + 1)
     # Detection is untouched: only the ranking weighs traffic down.
-    assert roles.ranking_scores(result)[0][1, 0] == pytest.approx(8 * TRAFFIC_WEIGHT)
+    assert roles.ranking_scores(result, every)[0][1, 0] == pytest.approx(8 * TRAFFIC_WEIGHT)
     assert result.window_scores.tolist() == [1, 8, 8]
     (period,) = anomalous_periods(result, EDGES, roles=roles)
     assert period.top_service == "payment"

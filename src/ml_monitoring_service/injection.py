@@ -34,7 +34,7 @@ import pandas as pd
 
 from ml_monitoring_service.data.schema import SERVICE, TIMESTAMP
 from ml_monitoring_service.errors import ConfigError
-from ml_monitoring_service.explain.call_graph import breadth_first
+from ml_monitoring_service.explain.call_graph import adjacency, breadth_first
 from ml_monitoring_service.prepare.densify import EVENT_COUNT
 
 # The kinds any recording can take; a cascade also needs a call graph.
@@ -132,7 +132,7 @@ def inject(
             f"injection kinds {list(kinds)} must be non-empty and from {INJECTION_KINDS}"
         )
     edges = [(a, b) for a, b in edges if a in services and b in services]
-    callers_of = _callers(edges)
+    callers_of = adjacency(edges, upstream=True)
     upstream = {s: breadth_first(s, callers_of) for s in services}  # (hops, caller), nearest first
     if "cascade" in kinds and not any(upstream.values()):
         raise ConfigError(
@@ -194,15 +194,6 @@ def inject(
         out[metric] = column
         injections.append(Injection(kind, service, metric, start, end, k, callers))
     return out.loc[~drop].reset_index(drop=True), injections
-
-
-def _callers(edges: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
-    """Per callee, the services that call it."""
-    callers: dict[str, list[str]] = {}
-    for caller, callee in edges:
-        if caller != callee:
-            callers.setdefault(callee, []).append(caller)
-    return callers
 
 
 def _pick_service(present: np.ndarray, services: Sequence[str], rng: np.random.Generator) -> str:

@@ -28,12 +28,15 @@ class MetricRoles:
     client: tuple[str, ...] = ()
     traffic: tuple[str, ...] = ()
 
-    def ranking_scores(self, result: ScoreResult) -> tuple[np.ndarray, np.ndarray]:
-        """``[N, S]`` service and ``[N, S, F]`` metric scores as the ranking weighs them."""
+    def ranking_scores(
+        self, result: ScoreResult, windows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``[W, S]`` service and ``[W, S, F]`` metric scores of the selected ``windows`` (bool
+        ``[N]``) as the ranking weighs them."""
         if not set(self.traffic) & set(result.features):
-            return result.service_scores, result.metric_scores
+            return result.service_scores[windows], result.metric_scores[windows]
         weights = np.array([TRAFFIC_WEIGHT if f in self.traffic else 1.0 for f in result.features])
-        metric_scores = result.metric_scores * weights
+        metric_scores = result.metric_scores[windows] * weights
         return metric_scores.max(axis=2), metric_scores
 
 

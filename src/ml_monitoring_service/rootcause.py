@@ -69,7 +69,7 @@ import numpy as np
 import pandas as pd
 
 from ml_monitoring_service.detectors.base import ScoreResult
-from ml_monitoring_service.explain.call_graph import breadth_first, call_graph
+from ml_monitoring_service.explain.call_graph import adjacency, breadth_first, call_graph
 from ml_monitoring_service.explain.log_evidence import LogEvidence, log_evidence
 from ml_monitoring_service.explain.silence import Silence, silences
 from ml_monitoring_service.metric_roles import NO_ROLES, MetricRoles
@@ -147,13 +147,12 @@ def rank_root_causes(
     ``roles`` names the client-side metrics (a service whose most anomalous metric is one of them
     is explained with no lead) and the traffic metrics (weighed down) among the features.
     """
-    service_scores, metric_scores = roles.ranking_scores(result)
-    scores = service_scores[windows]  # [W, S]
+    scores, metric_scores = roles.ranking_scores(result, windows)  # [W, S], [W, S, F]
     totals = scores.sum(axis=0)
     level = np.full(len(result.services), result.threshold) if levels is None else levels
     onsets = _onsets(scores, level)
     quiet = [name in (silent or {}) for name in result.services]
-    peaks = metric_scores[windows].max(axis=0)  # [S, F]
+    peaks = metric_scores.max(axis=0)  # [S, F]
     tops = [result.features[int(np.argmax(peaks[s]))] for s in range(len(result.services))]
     ends = result.ends[windows]
     times = [_onset_time(ends, onset) for onset in onsets]
@@ -284,12 +283,8 @@ def _adjacency(
     """Per service index, the indices of its callees (or callers, ``upstream``); edges naming an
     unknown service, and self-calls, are left out."""
     index = {name: i for i, name in enumerate(services)}
-    neighbours: dict[int, list[int]] = {i: [] for i in range(len(services))}
-    for caller, callee in edges:
-        if caller in index and callee in index and caller != callee:
-            source, target = (callee, caller) if upstream else (caller, callee)
-            neighbours[index[source]].append(index[target])
-    return neighbours
+    named = adjacency([(a, b) for a, b in edges if a in index and b in index], upstream)
+    return {i: [index[n] for n in named.get(name, [])] for i, name in enumerate(services)}
 
 
 def _confidences(

@@ -36,6 +36,17 @@ MAX_REVERSED = 0.2
 Node = TypeVar("Node", bound=Hashable)
 
 
+def adjacency(edges: Sequence[tuple[str, str]], upstream: bool = False) -> dict[str, list[str]]:
+    """Per service, its callees (or its callers, ``upstream``) in edge order; self-calls are left
+    out, and a service with none has no entry."""
+    neighbours: dict[str, list[str]] = {}
+    for caller, callee in edges:
+        if caller != callee:
+            source, target = (callee, caller) if upstream else (caller, callee)
+            neighbours.setdefault(source, []).append(target)
+    return neighbours
+
+
 def breadth_first(
     source: Node, neighbours: Mapping[Node, Sequence[Node]]
 ) -> list[tuple[int, Node]]:
